@@ -1,0 +1,41 @@
+# xai-bench: make help lists the targets.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-all lint format clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the package with its test tools (idempotent)
+
+run: $(STAMP) ## run the embedded default (trains the small model once, then reuses it)
+	$(BIN)/xai-bench experiment=embedded
+
+test: $(STAMP) ## run the test suite (not slow, not gpu) and ruff
+	$(BIN)/ruff check xai_bench tests scripts
+	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check xai_bench tests scripts
+	$(BIN)/ruff format --check xai_bench tests scripts
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix xai_bench tests scripts
+	$(BIN)/ruff format xai_bench tests scripts
+
+clean: ## remove caches and outputs (keeps .venv)
+	rm -rf outputs .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,85 @@
+"""The explainer contract shared by every saliency method.
+
+An explainer is built from a model plus explicit hyper-parameters and maps a batch ``x``
+``[B, C, H, W]`` with one target class per sample to raw, signed attributions
+``[B, C or 1, H, W]`` (float32, on ``x``'s device). It never changes the model: no mode switch,
+no parameter or ``requires_grad`` change, and no hook outlives a call.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor, nn
+
+from xai_bench.models.meta import ModelMeta
+
+
+class MethodNotApplicableError(ValueError):
+    """The method cannot work on this model (e.g. FullGrad on a ViT); raised before computing."""
+
+
+class Explainer(ABC):
+    """Base class: subclasses implement :meth:`attribute`; ``__call__`` validates the inputs.
+
+    Class attributes state what a method needs, and are checked against :class:`ModelMeta`:
+    ``needs_conv`` (a convolutional network), ``needs_relu`` (ReLU-only non-linearities),
+    ``needs_layer`` (a CAM layer).
+    """
+
+    name: str = "explainer"
+    needs_conv: bool = False
+    needs_relu: bool = False
+    needs_layer: bool = False
+
+    def __init__(self, model: nn.Module, meta: ModelMeta | None = None) -> None:
+        self.model = model
+        self.meta = meta
+        self.check_applicable()
+
+    def check_applicable(self) -> None:
+        """Raise :class:`MethodNotApplicableError` if the model lacks what the method needs."""
+        if self.meta is None:
+            return
+        if self.needs_conv and not self.meta.convolutional:
+            raise MethodNotApplicableError(
+                f"{self.name} needs a convolutional network; {self.meta.name} is not one"
+            )
+        if self.needs_relu and not self.meta.relu_only:
+            raise MethodNotApplicableError(
+                f"{self.name} propagates through ReLUs only; {self.meta.name} has other "
+                "non-linearities (GELU, softmax attention)"
+            )
+
+    @abstractmethod
+    def attribute(self, x: Tensor, target: Tensor) -> Tensor:
+        """Raw attributions ``[B, C or 1, H, W]`` for inputs ``x`` and targets ``[B]``."""
+
+    def __call__(self, x: Tensor, target: Tensor | int) -> Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"expected a batch [B, C, H, W], got shape {tuple(x.shape)}")
+        target = torch.as_tensor(target, device=x.device).long().reshape(-1)
+        if target.numel() == 1 and x.shape[0] > 1:
+            target = target.expand(x.shape[0])
+        if target.numel() != x.shape[0]:
+            raise ValueError(f"{target.numel()} targets for a batch of {x.shape[0]}")
+        out = self.attribute(x, target)
+        return out.float()
+
+
+def target_logits(logits: Tensor, target: Tensor) -> Tensor:
+    """Pick each sample's target logit: ``[B, K], [B] -> [B]``."""
+    return logits.gather(1, target.view(-1, 1)).squeeze(1)
+
+
+def input_gradient(model: nn.Module, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Gradient of each sample's target logit w.r.t. its input, and the logits.
+
+    Only the input requires grad, so no parameter gradient is accumulated or computed.
+    """
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(x)
+        (grad,) = torch.autograd.grad(target_logits(logits, target).sum(), x)
+    return grad, logits.detach()

@@ -1,0 +1,59 @@
+"""Build a model and its metadata from explicit arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from torch import nn
+
+from xai_bench.models.meta import ModelMeta
+from xai_bench.models.weights import WeightsNotFoundError, load_into, load_pretrained, read_state_dict
+
+WEIGHT_MODES = ("random", "pretrained", "trained")
+
+
+def build_model(
+    net: nn.Module,
+    meta: ModelMeta,
+    weights: str = "random",
+    pretrained: Mapping[str, str] | None = None,
+    trained_checkpoint: str | Path | None = None,
+) -> tuple[nn.Module, ModelMeta]:
+    """Load weights into ``net`` and return it in eval mode beside its ``meta``.
+
+    Args:
+        net: a freshly built network (this function owns it, so it may call ``.eval()``).
+        meta: the model's facts.
+        weights: ``random`` (as initialised), ``pretrained`` (published weights from the local
+            cache), ``trained`` (this project's checkpoint for the model and dataset) or a path.
+        pretrained: ``{source: torchvision|timm, name: ...}`` for ``weights=pretrained``.
+        trained_checkpoint: where ``benchmark=train`` saves this model's checkpoint.
+    """
+    if weights == "random":
+        pass
+    elif weights == "pretrained":
+        if not pretrained:
+            raise ValueError(f"model {meta.name} has no published weights (model.pretrained)")
+        if meta.num_classes != 1000:
+            raise ValueError(
+                f"pretrained {meta.name} weights have 1000 classes but the dataset has "
+                f"{meta.num_classes}; use model.weights=random or a checkpoint path"
+            )
+        load_pretrained(net, pretrained["source"], pretrained["name"])
+    elif weights == "trained":
+        if trained_checkpoint is None or not Path(trained_checkpoint).is_file():
+            raise WeightsNotFoundError(
+                f"no trained checkpoint for {meta.name} at {trained_checkpoint}; train it with "
+                f"'xai-bench benchmark=train model={meta.name} dataset=...' "
+                "(or keep train_if_missing=true)"
+            )
+        load_into(net, read_state_dict(trained_checkpoint), str(trained_checkpoint))
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsNotFoundError(
+                f"model.weights='{weights}' is neither one of {WEIGHT_MODES} nor an existing file"
+            )
+        load_into(net, read_state_dict(path), str(path))
+    return net.eval(), meta

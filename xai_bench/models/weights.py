@@ -1,0 +1,94 @@
+"""Weight loading that never blocks on the network: missing files fail fast with a path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Pretrained or trained weights are not on disk; the message says where to put them."""
+
+
+def torchvision_weights_file(weights_name: str) -> tuple[Path, str]:
+    """Cache path and URL of torchvision weights such as ``ResNet50_Weights.IMAGENET1K_V1``."""
+    from torchvision.models import get_weight
+
+    url = get_weight(weights_name).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1], url
+
+
+def timm_weights_file(hf_repo: str) -> Path | None:
+    """Path of a timm model's ``model.safetensors`` in the Hugging Face cache, if present."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        hit = try_to_load_from_cache(repo_id=hf_repo, filename=filename)
+        if isinstance(hit, str):
+            return Path(hit)
+    return None
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors``, a plain ``.pt/.pth`` or a Lightning ``.ckpt``."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and "state_dict" in obj:
+        obj = obj["state_dict"]
+        prefix = "net."
+        if all(k.startswith(prefix) for k in obj):
+            obj = {k[len(prefix) :]: v for k, v in obj.items()}
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} does not hold a state dict")
+    return obj
+
+
+def load_into(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """Load ``state`` strictly, with an error that names the source and the mismatching keys."""
+    result = net.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"weights from {source} do not fit {type(net).__name__}: "
+            f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
+    return net
+
+
+def load_pretrained(net: nn.Module, source: str, name: str) -> nn.Module:
+    """Load published weights from the local torch/HF cache without touching the network.
+
+    Args:
+        net: the freshly built network.
+        source: ``torchvision`` or ``timm``.
+        name: torchvision weights enum (``ResNet50_Weights.IMAGENET1K_V1``) or timm HF repo
+            (``timm/vit_base_patch16_224.augreg2_in21k_ft_in1k``).
+    """
+    if source == "torchvision":
+        path, url = torchvision_weights_file(name)
+        if not path.is_file():
+            raise WeightsNotFoundError(
+                f"pretrained weights {name} are not cached and this run does not download. "
+                f"Put the file {path.name} (from {url}) at {path}, "
+                "or pass model.weights=/path/to/file.pth"
+            )
+        return load_into(net, read_state_dict(path), str(path))
+    if source == "timm":
+        path = timm_weights_file(name)
+        if path is None:
+            raise WeightsNotFoundError(
+                f"pretrained weights {name} are not in the Hugging Face cache and this run does "
+                f"not download. Copy the repo '{name}' (model.safetensors) into the cache "
+                "(~/.cache/huggingface/hub, or $HF_HOME/hub), "
+                "or pass model.weights=/path/to/model.safetensors"
+            )
+        return load_into(net, read_state_dict(path), str(path))
+    raise ValueError(f"unknown pretrained source '{source}' (torchvision or timm)")

@@ -1,0 +1,48 @@
+"""Figures drawn from tensors and result tables (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from xai_bench.utils.io import atomic_write  # noqa: E402
+
+
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Save ``fig`` atomically as PNG and close it."""
+    out = atomic_write(Path(path), lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+    return out
+
+
+def sample_grid(
+    images: Tensor,
+    titles: Sequence[str],
+    boxes: Sequence[Tensor] | None,
+    path: str | Path,
+    cols: int = 8,
+) -> Path:
+    """Images ``[N, C, H, W]`` in [0, 1] with their titles and object boxes (x0, y0, x1, y1)."""
+    n = images.shape[0]
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        img = images[i].detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+        ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray")
+        ax.set_title(titles[i], fontsize=7)
+        for box in [] if boxes is None else boxes[i].tolist():
+            x0, y0, x1, y1 = box
+            ax.add_patch(
+                Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="red", lw=1)
+            )
+    return save_figure(fig, path)

@@ -1,0 +1,160 @@
+"""The config/code boundary: builds a run's model, data, explainer and trainer from its config.
+
+Benchmarks receive a :class:`Workspace` and never see the config; everything here is lazy, so
+a benchmark that needs no explainer never builds one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from xai_bench.data.base import ImageDataModule
+from xai_bench.methods.base import Explainer
+from xai_bench.models.factory import build_model
+from xai_bench.models.meta import ModelMeta
+from xai_bench.training import METRICS_FILE, MODEL_FILE, train_classifier
+from xai_bench.utils.hashing import stable_hash
+
+log = logging.getLogger(__name__)
+
+# Datamodule arguments that do not change what a model learns from the data.
+_RUNTIME_DATA_KEYS = ("root", "num_workers", "batch_size", "mean", "std", "download", "_target_")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> the first CUDA device if there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Workspace:
+    """Everything a benchmark may need for one run, built on first use.
+
+    Args:
+        cfg: the composed run config (read only here, never passed on).
+        run_dir: the run's output directory.
+    """
+
+    def __init__(self, cfg: DictConfig, run_dir: str | Path) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(str(cfg.device))
+        self.seed = int(cfg.seed)
+
+    @cached_property
+    def meta(self) -> ModelMeta:
+        m = self.cfg.model
+        return ModelMeta.create(
+            name=m.name,
+            num_classes=m.num_classes,
+            input_size=list(m.input_size),
+            mean=list(m.mean),
+            std=list(m.std),
+            cam_layer=m.cam_layer,
+            blocks=list(m.blocks),
+            block_layers=dict(m.block_layers),
+            convolutional=m.convolutional,
+            relu_only=m.relu_only,
+            reshape=m.reshape,
+            num_prefix_tokens=m.num_prefix_tokens,
+            multilabel=self.cfg.dataset.multilabel,
+        )
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """Names that label every result row of this run."""
+        return {
+            "experiment": self.cfg.experiment_name,
+            "model": self.cfg.model.name,
+            "dataset": self.cfg.dataset.name,
+            "method": self.cfg.method.name,
+            "seed": self.seed,
+        }
+
+    def fresh_net(self) -> nn.Module:
+        """A newly built, randomly initialised network (seeded)."""
+        torch.manual_seed(self.seed)
+        return instantiate(self.cfg.model.net)
+
+    @cached_property
+    def checkpoint_dir(self) -> Path:
+        """Where ``benchmark=train`` keeps this (model, data, recipe, seed)'s checkpoint."""
+        c = self.cfg
+        model = OmegaConf.to_container(c.model, resolve=True)
+        for key in ("weights", "pretrained"):
+            model.pop(key, None)
+        data = OmegaConf.to_container(c.dataset, resolve=True)
+        data["datamodule"] = {
+            k: v for k, v in data["datamodule"].items() if k not in _RUNTIME_DATA_KEYS
+        }
+        train = OmegaConf.to_container(c.train, resolve=True)
+        key = stable_hash({"model": model, "data": data, "train": train, "seed": self.seed})
+        return Path(c.paths.checkpoint_dir) / f"{c.model.name}-{c.dataset.name}-{key}"
+
+    @cached_property
+    def datamodule(self) -> ImageDataModule:
+        return instantiate(self.cfg.dataset.datamodule)
+
+    def train(self, progress: bool = True) -> dict[str, float]:
+        """Train a fresh network into :attr:`checkpoint_dir` (resuming an interrupted run)."""
+        t = self.cfg.train
+        dm = self.datamodule
+        dm.augment = bool(t.augment)
+        try:
+            return train_classifier(
+                self.fresh_net(),
+                dm,
+                self.checkpoint_dir,
+                trainer_kwargs=OmegaConf.to_container(self.cfg.trainer, resolve=True),
+                max_epochs=int(t.max_epochs),
+                optimizer=str(t.optimizer),
+                lr=float(t.lr),
+                weight_decay=float(t.weight_decay),
+                step_size=int(t.step_size),
+                gamma=float(t.gamma),
+                label_smoothing=float(t.label_smoothing),
+                multilabel=bool(self.cfg.dataset.multilabel),
+                seed=self.seed,
+                progress=progress,
+            )
+        finally:
+            dm.augment = False
+
+    def trained_metrics(self) -> dict[str, float] | None:
+        """Metrics saved beside a finished checkpoint, or ``None`` if it is not trained."""
+        path = self.checkpoint_dir / METRICS_FILE
+        if not (self.checkpoint_dir / MODEL_FILE).is_file() or not path.is_file():
+            return None
+        return json.loads(path.read_text())
+
+    @cached_property
+    def model(self) -> nn.Module:
+        """The evaluated model, in eval mode on :attr:`device` (trained first if needed)."""
+        m = self.cfg.model
+        missing = m.weights == "trained" and self.trained_metrics() is None
+        if missing and self.cfg.train_if_missing:
+            log.info("training %s on %s into %s", m.name, self.cfg.dataset.name, self.checkpoint_dir)
+            self.train()
+        net, _ = build_model(
+            self.fresh_net(),
+            self.meta,
+            weights=str(m.weights),
+            pretrained=None if m.pretrained is None else dict(m.pretrained),
+            trained_checkpoint=self.checkpoint_dir / MODEL_FILE,
+        )
+        return net.to(self.device)
+
+    def explainer(self, model: nn.Module | None = None) -> Explainer:
+        """The configured method bound to ``model`` (default: :attr:`model`)."""
+        factory = instantiate(self.cfg.method.explainer)
+        return factory(model=self.model if model is None else model, meta=self.meta)
