@@ -143,7 +143,9 @@ class Workspace:
         m = self.cfg.model
         missing = m.weights == "trained" and self.trained_metrics() is None
         if missing and self.cfg.train_if_missing:
-            log.info("training %s on %s into %s", m.name, self.cfg.dataset.name, self.checkpoint_dir)
+            log.info(
+                "training %s on %s into %s", m.name, self.cfg.dataset.name, self.checkpoint_dir
+            )
             self.train()
         net, _ = build_model(
             self.fresh_net(),

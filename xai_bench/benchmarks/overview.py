@@ -58,8 +58,16 @@ class Overview(Benchmark):
             )
             figures.append(str(path))
         table = pd.DataFrame(
-            [{**ws.identity, "benchmark": self.name, "split": self.split, "metric": "accuracy",
-              "value": acc, "n": total}]  # fmt: skip
+            [
+                {
+                    **ws.identity,
+                    "benchmark": self.name,
+                    "split": self.split,
+                    "metric": "accuracy",
+                    "value": acc,
+                    "n": total,
+                }
+            ]
         )
         return Result(table, {"accuracy": acc, "n": total}, figures)
 

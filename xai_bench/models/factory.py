@@ -8,7 +8,12 @@ from pathlib import Path
 from torch import nn
 
 from xai_bench.models.meta import ModelMeta
-from xai_bench.models.weights import WeightsNotFoundError, load_into, load_pretrained, read_state_dict
+from xai_bench.models.weights import (
+    WeightsNotFoundError,
+    load_into,
+    load_pretrained,
+    read_state_dict,
+)
 
 WEIGHT_MODES = ("random", "pretrained", "trained")
 

@@ -68,7 +68,10 @@ class MLP(nn.Module):
     """
 
     def __init__(
-        self, in_features: int = 784, hidden: Sequence[int] = (1024, 1024, 1024), num_classes: int = 10
+        self,
+        in_features: int = 784,
+        hidden: Sequence[int] = (1024, 1024, 1024),
+        num_classes: int = 10,
     ) -> None:
         super().__init__()
         sizes = [int(in_features), *(int(h) for h in hidden)]

@@ -1,25 +1,22 @@
-"""Figures drawn from tensors and result tables (matplotlib, no display needed)."""
+"""Figures drawn from tensors and result tables (matplotlib's object API, no display needed)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from xai_bench.utils.io import atomic_write  # noqa: E402
+from xai_bench.utils.io import atomic_write
 
 
-def save_figure(fig: plt.Figure, path: str | Path) -> Path:
-    """Save ``fig`` atomically as PNG and close it."""
-    out = atomic_write(Path(path), lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
-    plt.close(fig)
-    return out
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Save ``fig`` atomically as PNG."""
+    return atomic_write(
+        Path(path), lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight")
+    )
 
 
 def sample_grid(
@@ -32,7 +29,8 @@ def sample_grid(
     """Images ``[N, C, H, W]`` in [0, 1] with their titles and object boxes (x0, y0, x1, y1)."""
     n = images.shape[0]
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
+    fig = Figure(figsize=(1.6 * cols, 1.8 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= n:

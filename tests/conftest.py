@@ -1,0 +1,37 @@
+"""Shared fixtures: config composition with outputs in a temporary folder, tiny models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from xai_bench.cli import CONFIG_DIR
+from xai_bench.resolvers import register_resolvers
+
+register_resolvers()
+
+REPO = Path(__file__).resolve().parent.parent
+GROUPS = ("model", "dataset", "method", "benchmark", "trainer", "experiment")
+
+
+def group_options(group: str) -> list[str]:
+    """Every option of a config group, found by globbing its folder."""
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose the run config with overrides; outputs and data live under ``tmp_path``."""
+
+    def _make(*overrides: str) -> DictConfig:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose(
+                config_name="run",
+                overrides=[f"paths.root_dir={tmp_path}", "device=cpu", *overrides],
+            )
+
+    return _make

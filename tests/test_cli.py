@@ -1,0 +1,85 @@
+"""The command line: help, clear errors for typos and missing data, and a submitit sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def xai_bench(*args: str, root: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XAI_BENCH_ROOT": str(root), "XAI_BENCH_DATA": str(root / "data")}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, "-m", "xai_bench", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def test_help_lists_groups(tmp_path) -> None:
+    res = xai_bench("--help", root=tmp_path)
+    assert res.returncode == 0
+    for line in ("model: ", "dataset: ", "method: ", "benchmark: ", "trainer: ", "experiment: "):
+        assert line in res.stdout
+    assert "vit_b16" in res.stdout and "shapes_multi" in res.stdout
+
+
+def test_unknown_group_option_is_reported(tmp_path) -> None:
+    res = xai_bench("model=resnet9", root=tmp_path)
+    assert res.returncode != 0
+    assert "Could not find 'model/resnet9'" in res.stderr
+    assert "resnet8" in res.stderr  # the available options are listed
+    assert "Traceback" not in res.stderr
+
+
+def test_typo_in_key_is_reported(tmp_path) -> None:
+    res = xai_bench("model.net.widht=3", root=tmp_path)
+    assert res.returncode != 0
+    assert "widht" in res.stderr and "not in struct" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_missing_dataset_names_path(tmp_path) -> None:
+    res = xai_bench("dataset=cifar10", "model.weights=random", root=tmp_path)
+    assert res.returncode == 2
+    assert "dataset 'cifar10' not found" in res.stderr
+    assert str(tmp_path / "data") in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_submitit_local_sweep_of_two_jobs_resumes(tmp_path) -> None:
+    args = (
+        "-m", "hydra/launcher=submitit_local", "model.weights=random", "model.net.widths=[4,8,8]",
+        "dataset.datamodule.n_test=32", "seed=0,1",
+    )  # fmt: skip
+    res = xai_bench(*args, root=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    base = tmp_path / "outputs" / "default" / "overview" / "resnet8" / "shapes" / "gradient"
+    runs = sorted(p.name for p in base.iterdir())
+    assert len(runs) == 2 and runs[0].endswith("seed=0") and runs[1].endswith("seed=1")
+    stamps = {}
+    for name in runs:
+        summary = json.loads((base / name / "summary.json").read_text())
+        assert summary["n"] == 32
+        stamps[name] = (base / name / "results.csv").stat().st_mtime_ns
+    again = xai_bench(*args, root=tmp_path, timeout=600)
+    assert again.returncode == 0
+    for name in runs:  # the second submission recomputes nothing that finished
+        assert (base / name / "results.csv").stat().st_mtime_ns == stamps[name]
+
+
+@pytest.mark.parametrize("entry", [["-m", "xai_bench"]])
+def test_module_entry_point_matches_console_script(tmp_path, entry) -> None:
+    script = Path(sys.executable).parent / "xai-bench"
+    res = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    mod = subprocess.run(
+        [sys.executable, *entry, "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == mod.returncode == 0
+    assert res.stdout == mod.stdout
