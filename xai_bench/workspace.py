@@ -159,4 +159,8 @@ class Workspace:
     def explainer(self, model: nn.Module | None = None) -> Explainer:
         """The configured method bound to ``model`` (default: :attr:`model`)."""
         factory = instantiate(self.cfg.method.explainer)
-        return factory(model=self.model if model is None else model, meta=self.meta)
+        explainer = factory(model=self.model if model is None else model, meta=self.meta)
+        if explainer.needs_data:
+            loader = self.datamodule.dataloader(explainer.fit_split)
+            explainer.fit((b["image"].to(self.device), b["label"].to(self.device)) for b in loader)
+        return explainer

@@ -9,6 +9,7 @@ no parameter or ``requires_grad`` change, and no hook outlives a call.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
@@ -26,12 +27,18 @@ class Explainer(ABC):
     Class attributes state what a method needs, and are checked against :class:`ModelMeta`:
     ``needs_conv`` (a convolutional network), ``needs_relu`` (ReLU-only non-linearities),
     ``needs_layer`` (a CAM layer).
+
+    Methods that learn from data (PatternNet's patterns, PruneGrad's calibrated percentile) set
+    ``needs_data = True`` and ``fit_split`` (``train`` or ``val``) and implement :meth:`fit`;
+    the run calls ``fit`` with batches of that split before the first attribution.
     """
 
     name: str = "explainer"
     needs_conv: bool = False
     needs_relu: bool = False
     needs_layer: bool = False
+    needs_data: bool = False
+    fit_split: str = "train"
 
     def __init__(self, model: nn.Module, meta: ModelMeta | None = None) -> None:
         self.model = model
@@ -51,6 +58,10 @@ class Explainer(ABC):
                 f"{self.name} propagates through ReLUs only; {self.meta.name} has other "
                 "non-linearities (GELU, softmax attention)"
             )
+
+    def fit(self, batches: Iterable[tuple[Tensor, Tensor]]) -> Explainer:
+        """Learn what the method needs from ``(x, label)`` batches; a no-op by default."""
+        return self
 
     @abstractmethod
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
