@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from xai_bench.cli import CONFIG_DIR
+from xai_bench.utils.configs import CONFIG_DIR
 from xai_bench.resolvers import register_resolvers
 
 register_resolvers()

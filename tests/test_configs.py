@@ -73,7 +73,7 @@ def test_experiment_configs_compose(make_cfg, name: str) -> None:
 def test_launcher_presets_compose(tmp_path, launcher: str) -> None:
     from hydra import compose, initialize_config_dir
 
-    from xai_bench.cli import CONFIG_DIR
+    from xai_bench.utils.configs import CONFIG_DIR
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from xai_bench.resolvers import register_resolvers
-
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+from xai_bench.utils.configs import CONFIG_DIR
 
 # Resolvers must exist wherever a config is resolved, also in launcher subprocesses that
 # unpickle the task function, so they are registered when this module is imported.

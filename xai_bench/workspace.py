@@ -6,6 +6,7 @@ a benchmark that needs no explainer never builds one.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from functools import cached_property
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from xai_bench.data.base import ImageDataModule
@@ -22,6 +23,7 @@ from xai_bench.methods.base import Explainer
 from xai_bench.models.factory import build_model
 from xai_bench.models.meta import ModelMeta
 from xai_bench.training import METRICS_FILE, MODEL_FILE, train_classifier
+from xai_bench.utils.configs import option_path
 from xai_bench.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
@@ -158,7 +160,18 @@ class Workspace:
 
     def explainer(self, model: nn.Module | None = None) -> Explainer:
         """The configured method bound to ``model`` (default: :attr:`model`)."""
-        factory = instantiate(self.cfg.method.explainer)
+        return self._build_explainer(self.cfg.method, model)
+
+    def explainer_named(self, name: str, model: nn.Module | None = None) -> Explainer:
+        """Another method by config name (``configs/method/<name>.yaml``), for this model."""
+        node = OmegaConf.load(option_path("method", name))
+        cfg = copy.deepcopy(self.cfg)
+        with open_dict(cfg):
+            cfg.method = node
+        return self._build_explainer(cfg.method, model)
+
+    def _build_explainer(self, method: DictConfig, model: nn.Module | None) -> Explainer:
+        factory = instantiate(method.explainer)
         explainer = factory(model=self.model if model is None else model, meta=self.meta)
         if explainer.needs_data:
             loader = self.datamodule.dataloader(explainer.fit_split)

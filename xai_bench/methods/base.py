@@ -75,6 +75,12 @@ class Explainer(ABC):
             target = target.expand(x.shape[0])
         if target.numel() != x.shape[0]:
             raise ValueError(f"{target.numel()} targets for a batch of {x.shape[0]}")
+        if self.meta is not None and not bool(
+            ((target >= 0) & (target < self.meta.num_classes)).all()
+        ):
+            raise ValueError(
+                f"target classes {target.tolist()} outside [0, {self.meta.num_classes})"
+            )
         out = self.attribute(x, target)
         return out.float()
 

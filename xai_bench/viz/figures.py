@@ -44,3 +44,36 @@ def sample_grid(
                 Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="red", lw=1)
             )
     return save_figure(fig, path)
+
+
+def map_grid(
+    images: Tensor,
+    maps: Sequence[Tensor | None],
+    row_titles: Sequence[str],
+    col_titles: Sequence[str],
+    path: str | Path,
+    cmap: str = "viridis",
+) -> Path:
+    """Images on the first row, then one row of maps ``[N, 1, H, W]`` per method (``None``: n/a)."""
+    n = images.shape[0]
+    rows = len(maps) + 1
+    fig = Figure(figsize=(1.5 * (n + 1), 1.5 * rows))
+    axes = fig.subplots(rows, n + 1, squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    axes[0, 0].text(0.5, 0.5, "image", ha="center", va="center", fontsize=8)
+    for j in range(n):
+        img = images[j].detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+        axes[0, j + 1].imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray")
+        axes[0, j + 1].set_title(col_titles[j], fontsize=7)
+    for i, (m, title) in enumerate(zip(maps, row_titles), start=1):
+        axes[i, 0].text(0.5, 0.5, title, ha="center", va="center", fontsize=7, wrap=True)
+        for j in range(n):
+            if m is None:
+                axes[i, j + 1].text(0.5, 0.5, "n/a", ha="center", va="center", fontsize=7)
+                continue
+            axes[i, j + 1].imshow(m[j, 0].detach().cpu().float().numpy(), cmap=cmap)
+    return save_figure(fig, path)

@@ -1,0 +1,108 @@
+"""Named, composable post-processing of raw attributions (spec §0: papers collapse differently).
+
+A pipeline is a list of steps, each a name or a one-key mapping ``{name: argument}``::
+
+    postprocess: [channel_mean, abs, minmax]                # OPPSD's baselines
+    postprocess: [channel_max_abs, maxabs]                  # PathwayGrad's signed view
+    postprocess: [channel_sum_abs, {clip_percentile: 99}]   # Adebayo's abs view
+
+Every step maps ``[B, C, H, W]`` to ``[B, C', H, W]`` on the same device, and normalisations
+turn a constant map into zeros instead of NaNs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Step = Callable[..., Tensor]
+
+
+def _flat(x: Tensor) -> Tensor:
+    return x.flatten(1)
+
+
+def _per_sample(v: Tensor, like: Tensor) -> Tensor:
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def channel_max_abs(x: Tensor) -> Tensor:
+    """Per pixel, the channel value with the largest magnitude, sign kept (PathwayGrad)."""
+    idx = x.abs().argmax(1, keepdim=True)
+    return x.gather(1, idx)
+
+
+def clip_percentile(x: Tensor, q: float = 99.0) -> Tensor:
+    """Clip each map at its ``q``-th percentile of absolute values, then divide by it."""
+    top = torch.quantile(_flat(x.abs()).float(), q / 100.0, dim=1).to(x.dtype)
+    top = _per_sample(top, x)
+    scaled = x / torch.where(top > 0, top, torch.ones_like(top))
+    return scaled.clamp(-1.0, 1.0)
+
+
+def minmax(x: Tensor) -> Tensor:
+    """Per-sample min-max scaling to [0, 1]; constant maps become 0."""
+    lo = _per_sample(_flat(x).amin(1), x)
+    hi = _per_sample(_flat(x).amax(1), x)
+    span = hi - lo
+    return torch.where(span > 0, (x - lo) / torch.where(span > 0, span, 1.0), torch.zeros_like(x))
+
+
+def maxabs(x: Tensor) -> Tensor:
+    """Per-sample division by the largest magnitude, to [-1, 1]; zero maps stay 0."""
+    top = _per_sample(_flat(x.abs()).amax(1), x)
+    return x / torch.where(top > 0, top, torch.ones_like(top))
+
+
+def upsample(x: Tensor, size: int | Sequence[int]) -> Tensor:
+    """Bilinear resize to ``size`` (align_corners=False)."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+STEPS: dict[str, Step] = {
+    "abs": torch.abs,
+    "relu": torch.relu,
+    "square": torch.square,
+    "channel_mean": lambda x: x.mean(1, keepdim=True),
+    "channel_sum": lambda x: x.sum(1, keepdim=True),
+    "channel_sum_abs": lambda x: x.abs().sum(1, keepdim=True),
+    "channel_max_abs": channel_max_abs,
+    "clip_percentile": clip_percentile,
+    "minmax": minmax,
+    "maxabs": maxabs,
+    "upsample": upsample,
+}
+
+
+class Postprocess:
+    """A pipeline of named steps, applied in order.
+
+    Args:
+        steps: names from :data:`STEPS`, or one-key mappings ``{name: argument}``.
+    """
+
+    def __init__(self, steps: Sequence[str | Mapping[str, Any]] | None = None) -> None:
+        self.steps: list[tuple[str, Any]] = []
+        for step in steps or ():
+            if isinstance(step, str):
+                name, arg = step, None
+            elif isinstance(step, Mapping) and len(step) == 1:
+                ((name, arg),) = step.items()
+            else:
+                raise ValueError(f"a postprocess step is a name or a one-key mapping, got {step}")
+            if name not in STEPS:
+                raise ValueError(f"unknown postprocess step '{name}' (known: {sorted(STEPS)})")
+            self.steps.append((name, arg))
+
+    def __call__(self, attr: Tensor) -> Tensor:  # [B, C, H, W] -> [B, C', H, W]
+        for name, arg in self.steps:
+            attr = STEPS[name](attr) if arg is None else STEPS[name](attr, arg)
+        return attr
+
+    def __repr__(self) -> str:
+        return " -> ".join(n if a is None else f"{n}({a})" for n, a in self.steps) or "identity"
