@@ -9,8 +9,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from xai_bench.utils.configs import CONFIG_DIR
 from xai_bench.resolvers import register_resolvers
+from xai_bench.utils.configs import CONFIG_DIR
 
 register_resolvers()
 

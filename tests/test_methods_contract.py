@@ -27,7 +27,7 @@ MODELS = {
         "model.net.num_heads=2",
         "model.net.patch_size=8",
         *TINY_SHAPES,
-    ),  # fmt: skip
+    ),
     "mlp": ("model=mlp", "model.net.hidden=[16,16,16]", "dataset=digits"),
 }
 

@@ -114,9 +114,9 @@ class Efficiency(Benchmark):
                 "time_ratio_to_fwd_bwd": sec / floor_s,
                 "memory_ratio_to_fwd_bwd": mem / floor_m if floor_m > 0 else float("nan"),
             }
+            context = {**identity, "benchmark": self.name, "method": name, "batch_size": n}
             for metric, value in values.items():
-                rows.append({**identity, "benchmark": self.name, "method": name, "metric": metric,
-                             "value": value, "batch_size": n, "device": str(ws.device)})  # fmt: skip
+                rows.append({**context, "device": str(ws.device), "metric": metric, "value": value})
         table = pd.DataFrame(rows)
         path = self._figure(table, ws.run_dir / "efficiency.png")
         summary = {"device": str(ws.device), "batch_size": n, "skipped": skipped}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import sys
 from pathlib import Path
@@ -28,10 +29,8 @@ def reset_peak(device: torch.device) -> int:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         return torch.cuda.memory_allocated(device)
-    try:  # Linux: writing 5 resets the peak resident set size (VmHWM) to the current RSS
+    with contextlib.suppress(OSError):  # Linux: "5" resets the peak RSS (VmHWM) to the current
         _CLEAR_REFS.write_text("5")
-    except OSError:
-        pass
     rss = _status_kb("VmRSS")
     return 0 if rss is None else rss * 1024
 
