@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install the package with its test tools (idempotent)
 
 run: $(STAMP) ## run the embedded default (trains the small model once, then reuses it)
-	$(BIN)/xai-bench experiment=embedded
+	$(BIN)/xai-bench -m experiment=embedded benchmark=overview,gallery
 
 test: $(STAMP) ## run the test suite (not slow, not gpu) and ruff
 	$(BIN)/ruff check xai_bench tests scripts
