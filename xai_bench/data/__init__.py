@@ -1,0 +1,1 @@
+"""Datasets as Lightning DataModules yielding dict samples (image, label, index, boxes, masks)."""
