@@ -68,13 +68,17 @@ class MappedDataset(Dataset):
 def classification_sample(transform: Any, item: tuple[Any, int], index: int) -> dict[str, Any]:
     """``(PIL image, class)`` -> sample dict with the transformed image."""
     image, target = item
-    return {"image": transform(image), "label": torch.tensor(target, dtype=torch.long), "index": index}
+    return {
+        "image": transform(image),
+        "label": torch.tensor(target, dtype=torch.long),
+        "index": index,
+    }
 
 
 def seeded_split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Split ``range(n)`` into (train, val) index lists with a fixed seed."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val = int(round(n * val_fraction))
+    n_val = round(n * val_fraction)
     return sorted(perm[n_val:]), sorted(perm[:n_val])
 
 

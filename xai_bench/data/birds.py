@@ -9,8 +9,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import find_classes
 
-from xai_bench.data.base import ImageDataModule, MappedDataset, require
-from xai_bench.data.base import classification_sample
+from xai_bench.data.base import ImageDataModule, MappedDataset, classification_sample, require
 from xai_bench.data.transforms import eval_transform, train_transform
 
 LAYOUT = """{root}/

@@ -10,8 +10,13 @@ from typing import Any
 from torch.utils.data import Dataset, Subset
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from xai_bench.data.base import ImageDataModule, MappedDataset, require, seeded_split
-from xai_bench.data.base import classification_sample
+from xai_bench.data.base import (
+    ImageDataModule,
+    MappedDataset,
+    classification_sample,
+    require,
+    seeded_split,
+)
 from xai_bench.data.transforms import eval_transform, train_transform
 
 LAYOUTS = {

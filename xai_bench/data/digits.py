@@ -53,8 +53,8 @@ class DigitsDataModule(ImageDataModule):
     def build_split(self, split: str) -> Dataset:
         x, y = self._all()
         perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.seed))
-        n_test = int(round(len(y) * self.test_fraction))
-        n_val = int(round((len(y) - n_test) * self.val_fraction))
+        n_test = round(len(y) * self.test_fraction)
+        n_val = round((len(y) - n_test) * self.val_fraction)
         parts = {
             "test": perm[:n_test],
             "val": perm[n_test : n_test + n_val],

@@ -7,8 +7,13 @@ from functools import partial
 from torch.utils.data import Dataset, Subset
 from torchvision.datasets import ImageFolder
 
-from xai_bench.data.base import ImageDataModule, MappedDataset, require, seeded_split
-from xai_bench.data.base import classification_sample
+from xai_bench.data.base import (
+    ImageDataModule,
+    MappedDataset,
+    classification_sample,
+    require,
+    seeded_split,
+)
 from xai_bench.data.transforms import eval_transform, train_transform
 
 LAYOUT = """{root}/

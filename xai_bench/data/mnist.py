@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
-import torch
 from torch.utils.data import Dataset, Subset
 from torchvision.datasets import MNIST
 

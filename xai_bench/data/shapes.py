@@ -103,7 +103,10 @@ def generate_shapes(
             centre = (0.5 + (torch.rand(m, 1, 2, generator=g) - 0.5) * 0.3) * size
         else:  # one object per half; halves split left/right or top/bottom
             radius = (0.13 + 0.07 * torch.rand(m, 2, generator=g)) * size
-            along = torch.tensor([0.27, 0.73]).expand(m, 2) + (torch.rand(m, 2, generator=g) - 0.5) * 0.06
+            along = (
+                torch.tensor([0.27, 0.73]).expand(m, 2)
+                + (torch.rand(m, 2, generator=g) - 0.5) * 0.06
+            )
             across = 0.5 + (torch.rand(m, 2, generator=g) - 0.5) * 0.3
             vertical = torch.rand(m, 1, generator=g) < 0.5
             cx = torch.where(vertical, across, along)
@@ -129,9 +132,13 @@ def generate_shapes(
     return {key: torch.cat(vals) for key, vals in out.items()}
 
 
-def load_or_generate(cache_dir: Path, n: int, size: int, objects: int, seed: int) -> dict[str, Tensor]:
+def load_or_generate(
+    cache_dir: Path, n: int, size: int, objects: int, seed: int
+) -> dict[str, Tensor]:
     """Generated data from the cache, or generate and cache it (atomically)."""
-    key = stable_hash({"v": GENERATOR_VERSION, "n": n, "size": size, "objects": objects, "seed": seed})
+    key = stable_hash(
+        {"v": GENERATOR_VERSION, "n": n, "size": size, "objects": objects, "seed": seed}
+    )
     path = Path(cache_dir) / "shapes" / f"shapes-{objects}obj-{size}px-{n}-s{seed}-{key}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
@@ -143,7 +150,9 @@ def load_or_generate(cache_dir: Path, n: int, size: int, objects: int, seed: int
 class ShapesDataset(Dataset):
     """Normalised sample dicts over generated shapes (multi-hot labels when ``objects=2``)."""
 
-    def __init__(self, data: dict[str, Tensor], mean: Tensor, std: Tensor, multilabel: bool) -> None:
+    def __init__(
+        self, data: dict[str, Tensor], mean: Tensor, std: Tensor, multilabel: bool
+    ) -> None:
         self.data, self.mean, self.std, self.multilabel = data, mean, std, multilabel
 
     def __len__(self) -> int:

@@ -27,7 +27,11 @@ def train_transform(
 ) -> T.Compose:
     """Standard augmentation: random-resized crop and flip, or pad-4 crop and flip for 32 px."""
     if small:
-        geometry = [T.Resize(image_size), T.RandomCrop(image_size, padding=4), T.RandomHorizontalFlip()]
+        geometry = [
+            T.Resize(image_size),
+            T.RandomCrop(image_size, padding=4),
+            T.RandomHorizontalFlip(),
+        ]
     else:
         geometry = [T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()]
     return T.Compose([*geometry, T.ToTensor(), T.Normalize(mean, std)])

@@ -41,8 +41,9 @@ def voc_sample(transform: Any, item: tuple[Any, dict[str, Any]], index: int) -> 
     boxes, labels, difficult = [], [], []
     for obj in objects:
         bb = obj["bndbox"]
-        boxes.append([float(bb["xmin"]) - 1, float(bb["ymin"]) - 1,
-                      float(bb["xmax"]), float(bb["ymax"])])
+        boxes.append(
+            [float(bb["xmin"]) - 1, float(bb["ymin"]) - 1, float(bb["xmax"]), float(bb["ymax"])]
+        )
         labels.append(VOC_CLASSES.index(obj["name"]))
         difficult.append(bool(int(obj.get("difficult", "0"))))
     box_labels = torch.tensor(labels, dtype=torch.long)
