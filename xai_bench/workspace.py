@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -162,18 +163,48 @@ class Workspace:
         """The configured method bound to ``model`` (default: :attr:`model`)."""
         return self._build_explainer(self.cfg.method, model)
 
-    def explainer_named(self, name: str, model: nn.Module | None = None) -> Explainer:
-        """Another method by config name (``configs/method/<name>.yaml``), for this model."""
-        node = OmegaConf.load(option_path("method", name))
-        cfg = copy.deepcopy(self.cfg)
-        with open_dict(cfg):
-            cfg.method = node
-        return self._build_explainer(cfg.method, model)
+    def explainer_named(
+        self,
+        name: str,
+        model: nn.Module | None = None,
+        fit_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        **params: Any,
+    ) -> Explainer:
+        """Another method by config name (``configs/method/<name>.yaml``), for this model.
 
-    def _build_explainer(self, method: DictConfig, model: nn.Module | None) -> Explainer:
+        Args:
+            name: method config name; the run's own method uses its (possibly overridden) node.
+            model: the model to explain (default: :attr:`model`).
+            fit_batches: ``(x, y)`` batches for methods fitted from data (PatternNet,
+                calibrated PruneGrad); default: the method's ``fit_split`` of the datamodule.
+            params: explainer arguments that replace the config's (e.g. ``black_value=-1``).
+        """
+        if name == str(self.cfg.method.name):
+            node = copy.deepcopy(self.cfg.method)
+        else:
+            cfg = copy.deepcopy(self.cfg)
+            with open_dict(cfg):
+                cfg.method = OmegaConf.load(option_path("method", name))
+            node = cfg.method
+        if params:
+            with open_dict(node):
+                for key, value in params.items():
+                    node.explainer[key] = value
+        return self._build_explainer(node, model, fit_batches)
+
+    def _build_explainer(
+        self,
+        method: DictConfig,
+        model: nn.Module | None,
+        fit_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> Explainer:
         factory = instantiate(method.explainer)
         explainer = factory(model=self.model if model is None else model, meta=self.meta)
         if explainer.needs_data:
-            loader = self.datamodule.dataloader(explainer.fit_split)
-            explainer.fit((b["image"].to(self.device), b["label"].to(self.device)) for b in loader)
+            if fit_batches is None:
+                loader = self.datamodule.dataloader(explainer.fit_split)
+                fit_batches = (
+                    (b["image"].to(self.device), b["label"].to(self.device)) for b in loader
+                )
+            explainer.fit(fit_batches)
         return explainer

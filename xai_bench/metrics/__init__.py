@@ -1,0 +1,1 @@
+"""Metrics shared by the benchmarks (similarity of maps, perturbation curves, AUCs)."""
