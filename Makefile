@@ -21,8 +21,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the package with its test tools (idempotent)
 
-run: $(STAMP) ## run the embedded default (trains the small model once, then reuses it)
-	$(BIN)/xai-bench -m experiment=embedded benchmark=overview,gallery
+EMBEDDED := overview,gallery,sanity_checks,pixel_perturbation,deletion_insertion,class_sensitivity,efficiency
+
+run: $(STAMP) ## the embedded default: trains small models once, runs every benchmark briefly, writes outputs/embedded/summary.md
+	OMP_NUM_THREADS=1 $(BIN)/xai-bench -m experiment=embedded benchmark=$(EMBEDDED)
+	OMP_NUM_THREADS=1 $(BIN)/xai-bench experiment=embedded_multi
+	OMP_NUM_THREADS=1 $(BIN)/xai-bench -m experiment=embedded_multi \
+		benchmark=pointing_game,pointing_game_restricted benchmark.tolerance=4
+	OMP_NUM_THREADS=1 $(BIN)/xai-bench experiment=input_invariance experiment_name=embedded
+	$(BIN)/python scripts/summarize.py outputs/embedded
 
 test: $(STAMP) ## run the test suite (not slow, not gpu) and ruff
 	$(BIN)/ruff check xai_bench tests scripts

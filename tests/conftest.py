@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -13,6 +14,10 @@ from xai_bench.resolvers import register_resolvers
 from xai_bench.utils.configs import CONFIG_DIR
 
 register_resolvers()
+
+# The tests use tiny models: one intra-op thread avoids thread contention on small CPU ops
+# (10x slower with two threads on a busy 2-core machine) and keeps timings stable.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 GROUPS = ("model", "dataset", "method", "benchmark", "trainer", "experiment")

@@ -24,6 +24,17 @@ def build_benchmark(node: DictConfig) -> Benchmark:
     return instantiate(OmegaConf.create(params))
 
 
+def changed_keys(saved: Path, cfg: DictConfig) -> list[str]:
+    """Top-level sections of ``cfg`` that differ from the config saved beside a result."""
+    if not saved.is_file():
+        return []
+    old = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
+    new = OmegaConf.to_container(cfg, resolve=True)
+    ignore = {"force", "device", "num_workers", "paths", "hydra"}
+    keys = (set(old) | set(new)) - ignore  # type: ignore[arg-type]
+    return sorted(k for k in keys if old.get(k) != new.get(k))  # type: ignore[union-attr]
+
+
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Run the configured benchmark into ``run_dir``, or return its earlier summary.
 
@@ -33,6 +44,14 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     store = RunStore(run_dir)
     if store.done and not cfg.force:
         log.info("finished results found in %s (force=true recomputes)", run_dir)
+        changed = changed_keys(run_dir / "config.yaml", cfg)
+        if changed:
+            log.warning(
+                "the finished results in %s were computed with a different config (%s differ); "
+                "they are kept: force=true recomputes them",
+                run_dir,
+                ", ".join(changed),
+            )
         return {**store.summary(), "run_dir": str(run_dir), "cached": True}
     seed_everything(int(cfg.seed))
     benchmark = build_benchmark(cfg.benchmark)

@@ -112,6 +112,8 @@ def partial_store(ws: Workspace, params: dict[str, Any]) -> PartialStore:
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
         "seed": ws.seed,
     }
+    if cfg.model.weights == "trained":  # the checkpoint key covers the training recipe
+        fingerprint["checkpoint"] = ws.checkpoint_dir.name
     return PartialStore(ws.run_dir, fingerprint)
 
 

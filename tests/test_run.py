@@ -1,0 +1,28 @@
+"""run(): finished results are reused, and a changed config is reported, not silently mixed."""
+
+from __future__ import annotations
+
+import logging
+
+from xai_bench.run import run
+
+TINY = (
+    "model.weights=random", "model.net.widths=[4,8,8]", "dataset.datamodule.n_train=32",
+    "dataset.datamodule.n_val=16", "dataset.datamodule.n_test=16", "benchmark=overview",
+    "benchmark.n_figure=4",
+)  # fmt: skip
+
+
+def test_rerun_reuses_and_warns_on_changed_config(make_cfg, tmp_path, caplog) -> None:
+    first = run(make_cfg(*TINY), tmp_path / "r")
+    assert first["cached"] is False
+    with caplog.at_level(logging.WARNING, logger="xai_bench.run"):
+        again = run(make_cfg(*TINY), tmp_path / "r")
+    assert again["cached"] is True and again["accuracy"] == first["accuracy"]
+    assert "different config" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="xai_bench.run"):
+        changed = run(make_cfg(*TINY, "benchmark.n_figure=8"), tmp_path / "r")
+    assert changed["cached"] is True  # kept, never overwritten without force=true
+    assert "different config (benchmark differ)" in caplog.text
+    forced = run(make_cfg(*TINY, "benchmark.n_figure=8", "force=true"), tmp_path / "r")
+    assert forced["cached"] is False
