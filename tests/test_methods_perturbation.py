@@ -348,12 +348,13 @@ X_HAND = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=F64).view(1, 1, 2, 2)
 
 def test_row_percentile_matches_numpy() -> None:
     """Linear-interpolation percentile per row equals numpy.percentile (atol 1e-12)."""
-    v = torch.randn(3, 101, dtype=F64)
-    for q in (0.0, 12.5, 50.0, 70.0, 99.99, 100.0):
-        expected = np.percentile(v.numpy(), q, axis=1)
-        torch.testing.assert_close(
-            row_percentile(v, q), torch.from_numpy(expected), atol=1e-12, rtol=0
-        )
+    ties = torch.randint(0, 5, (3, 101), generator=torch.Generator().manual_seed(0)).to(F64)
+    for v in (torch.randn(3, 101, dtype=F64), ties):  # ties: the repeated-order-statistic path
+        for q in (0.0, 12.5, 50.0, 70.0, 99.99, 100.0):
+            expected = np.percentile(v.numpy(), q, axis=1)
+            torch.testing.assert_close(
+                row_percentile(v, q), torch.from_numpy(expected), atol=1e-12, rtol=0
+            )
 
 
 @pytest.mark.parametrize(

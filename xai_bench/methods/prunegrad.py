@@ -16,7 +16,11 @@ from xai_bench.models.meta import ModelMeta
 
 
 def row_percentile(v: Tensor, q: float) -> Tensor:  # [B, N] -> [B]
-    """Percentile ``q`` in [0, 100] of each row, linear interpolation (``numpy.percentile``)."""
+    """Percentile ``q`` in [0, 100] of each row, linear interpolation (``numpy.percentile``).
+
+    One ``kthvalue`` for the lower order statistic; the next one is the lower one again when it
+    is repeated, else the smallest value above it (two cheap passes instead of a second sort).
+    """
     n = v.shape[1]
     pos = q / 100.0 * (n - 1)
     lo = int(pos)
@@ -24,7 +28,9 @@ def row_percentile(v: Tensor, q: float) -> Tensor:  # [B, N] -> [B]
     low = torch.kthvalue(v, lo + 1, dim=1).values
     if frac == 0.0 or lo + 1 >= n:
         return low
-    high = torch.kthvalue(v, lo + 2, dim=1).values
+    repeated = (v <= low[:, None]).sum(1) >= lo + 2
+    above = torch.where(v > low[:, None], v, torch.full_like(v, float("inf"))).amin(1)
+    high = torch.where(repeated, low, above)
     return low + (high - low) * frac
 
 
