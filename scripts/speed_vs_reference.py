@@ -97,7 +97,7 @@ def pairs(model: nn.Module, layer: str, steps: int, samples: int) -> dict[str, t
         "deconvnet": (Deconvnet(model), Deconvolution(model).attribute),
         "gradcam": (GradCAM(model, layer=layer), cam(GGradCAM)),
         "gradcampp": (GradCAMPlusPlus(model, layer=layer), cam(GGradCAMPP)),
-        "scorecam": (ScoreCAM(model, layer=layer, internal_batch_size=64), cam(GScoreCAM)),
+        "scorecam": (ScoreCAM(model, layer=layer, internal_batch_size=32), cam(GScoreCAM)),
         "fullgrad": (
             FullGrad(model),
             lambda x, t: GFullGrad(ref, [], None)(x, [ClassifierOutputTarget(int(k)) for k in t]),

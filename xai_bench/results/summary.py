@@ -25,6 +25,13 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "overview": ("accuracy",),
     "gallery": ("seconds_per_image",),
     "efficiency": ("time_ratio_to_fwd_bwd",),
+    "sanity_checks": ("spearman_abs", "spearman_signed", "ssim", "hog_spearman"),
+    "class_sensitivity": ("spearman", "hog_spearman"),
+    "pixel_perturbation": ("output_change", "auc"),
+    "deletion_insertion": ("deletion_auc", "insertion_auc", "overall"),
+    "pointing_game": ("accuracy", "hit_rate"),
+    "pointing_game_restricted": ("accuracy", "hit_rate"),
+    "input_invariance": ("invariant", "rel_diff", "logit_max_abs_diff", "pearson_target"),
 }
 
 
@@ -48,17 +55,25 @@ def long_summary(output_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
             if key not in table:
                 table[key] = ""
         table["value"] = pd.to_numeric(table["value"], errors="coerce")
-        frames.append(table[[*KEYS, *EXTRA, "value"]].astype({k: str for k in EXTRA}))
+        part = table[[*KEYS, *EXTRA, "value"]].copy()
+        for key in EXTRA:  # a condition missing on a row (e.g. a curve's AUC) becomes ""
+            part[key] = [_label(v) for v in part[key]]
+        frames.append(part)
         summary = json.loads((run_dir / SUMMARY_FILE).read_text())
         figures += [str(f) for f in summary.get("figures", [])]
     if not frames:
         return pd.DataFrame(columns=[*KEYS, *EXTRA, "value", "n"]), figures
     table = pd.concat(frames, ignore_index=True).fillna({k: "" for k in KEYS})
-    table[EXTRA] = table[EXTRA].replace("nan", "")
-    grouped = table.groupby([*KEYS, *EXTRA], sort=False)["value"]
+    grouped = table.groupby([*KEYS, *EXTRA], sort=False, dropna=False)["value"]
     out = grouped.mean().to_frame("value")
     out["n"] = grouped.count()
     return out.reset_index(), figures
+
+
+def _label(value: object) -> str:
+    if value is None or (isinstance(value, float) and value != value) or value == "":
+        return ""
+    return str(value)
 
 
 def headline_markdown(long: pd.DataFrame) -> str:
