@@ -53,6 +53,17 @@ def test_missing_dataset_names_path(tmp_path) -> None:
     assert "Traceback" not in res.stderr
 
 
+def test_bad_method_list_and_unfit_dataset_are_one_line_errors(tmp_path) -> None:
+    res = xai_bench("benchmark=gallery", "benchmark.methods=[gradient,gradcam_typo]",
+                    "model.weights=random", root=tmp_path)  # fmt: skip
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "unknown method 'gradcam_typo'" in res.stderr and "gradcampp" in res.stderr
+    res = xai_bench("model=mlp", "dataset=digits", "model.weights=random",
+                    "benchmark=pointing_game", root=tmp_path)  # fmt: skip
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "dataset 'digits' has none" in res.stderr and "shapes_multi" in res.stderr
+
+
 def test_submitit_local_sweep_of_two_jobs_resumes(tmp_path) -> None:
     args = (
         "-m", "hydra/launcher=submitit_local", "model.weights=random", "model.net.widths=[4,8,8]",

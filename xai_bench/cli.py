@@ -22,8 +22,15 @@ def user_errors() -> tuple[type[Exception], ...]:
     from xai_bench.methods.base import MethodNotApplicableError
     from xai_bench.models.layers import UnknownLayerError
     from xai_bench.models.weights import WeightsNotFoundError
+    from xai_bench.utils.errors import UserInputError
 
-    return (DatasetNotFoundError, WeightsNotFoundError, MethodNotApplicableError, UnknownLayerError)
+    return (
+        DatasetNotFoundError,
+        WeightsNotFoundError,
+        MethodNotApplicableError,
+        UnknownLayerError,
+        UserInputError,
+    )
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="run")

@@ -36,6 +36,7 @@ from xai_bench.metrics.pointing import (
     pair_hits,
 )
 from xai_bench.utils.configs import group_options, option_path
+from xai_bench.utils.errors import UserInputError
 from xai_bench.utils.hashing import stable_hash
 from xai_bench.viz.figures import save_figure
 from xai_bench.workspace import Workspace
@@ -235,12 +236,12 @@ class PointingGame(Benchmark):
         sample = ws.datamodule.dataset(self.split)[0]
         dataset = ws.identity["dataset"]
         if "boxes" not in sample or "box_labels" not in sample:
-            raise ValueError(
+            raise UserInputError(
                 f"{self.name} needs object boxes; dataset '{dataset}' has none. Datasets with "
                 f"boxes: {', '.join(datasets_with_boxes())}"
             )
         if self.gt == "masks" and "masks" not in sample:
-            raise ValueError(
+            raise UserInputError(
                 f"{self.name} with gt=masks needs instance masks; dataset '{dataset}' has boxes "
                 "only (use gt=boxes)"
             )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from xai_bench.utils.errors import UserInputError
+
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent.parent / "configs")
 
 
@@ -16,5 +18,7 @@ def option_path(group: str, name: str) -> Path:
     """Path of one option's file; raises with the valid options when it does not exist."""
     path = Path(CONFIG_DIR) / group / f"{name}.yaml"
     if not path.is_file():
-        raise ValueError(f"unknown {group} '{name}' (options: {', '.join(group_options(group))})")
+        raise UserInputError(
+            f"unknown {group} '{name}' (options: {', '.join(group_options(group))})"
+        )
     return path
