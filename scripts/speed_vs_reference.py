@@ -2,7 +2,8 @@
 
 Usage: python scripts/speed_vs_reference.py [--model resnet8|resnet50|vgg16] [--batch 32]
        [--size 32] [--repeats 3] [--device cpu|cuda]
-Prints a markdown table of seconds per batch (median after one warm-up) and the speed-up.
+Prints a markdown table of seconds per batch (median after one warm-up, ours and the reference
+timed interleaved) and the speed-up.
 """
 
 from __future__ import annotations
@@ -31,17 +32,23 @@ from xai_bench.methods.smoothgrad import SmoothGrad
 from xai_bench.models.small import ResNet8
 
 
-def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+def timed_pair(
+    ours: Callable[[], object], ref: Callable[[], object], device: torch.device, repeats: int
+) -> tuple[float, float]:
+    """Median seconds of ``ours`` and ``ref`` after one warm-up each, timed interleaved (ours,
+    ref, ref, ours, ...) so that drifting machine load affects both alike."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    fn()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    ours()
+    ref()
+    times: dict[int, list[float]] = {0: [], 1: []}
+    for r in range(repeats):
+        for k in (0, 1) if r % 2 == 0 else (1, 0):
+            sync()
+            start = time.perf_counter()
+            (ours, ref)[k]()
+            sync()
+            times[k].append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def build(name: str) -> tuple[nn.Module, str]:
@@ -130,8 +137,9 @@ def main() -> None:
     for name, (ours, ref) in pairs(model, layer, args.steps, args.samples).items():
         if args.only and name not in args.only:
             continue
-        t_ours = timed(lambda o=ours: o(x, target), device, args.repeats)
-        t_ref = timed(lambda r=ref: r(x, target), device, args.repeats)
+        t_ours, t_ref = timed_pair(
+            lambda o=ours: o(x, target), lambda r=ref: r(x, target), device, args.repeats
+        )
         print(f"| {name} | {t_ours:.4f} | {t_ref:.4f} | {t_ref / t_ours:.2f}x |", flush=True)
 
 
