@@ -94,3 +94,34 @@ def test_module_entry_point_matches_console_script(tmp_path, entry) -> None:
     )
     assert res.returncode == mod.returncode == 0
     assert res.stdout == mod.stdout
+
+
+def test_submitit_local_roar_sweep_shares_maps_and_resumes(tmp_path) -> None:
+    """A ROAR sweep (one job per fraction, as on SLURM) whose two concurrent jobs share one
+    attribution cache; the resubmitted sweep recomputes nothing; the sweep figure script."""
+    args = (
+        "-m", "hydra/launcher=submitit_local", "benchmark=roar", "method=gradient",
+        "benchmark.methods=[]", "benchmark.fractions=[0.2],[0.6]", "model.weights=random",
+        "model.net.widths=[4,8,8]", "dataset.datamodule.n_train=96",
+        "dataset.datamodule.n_val=32", "dataset.datamodule.n_test=32", "benchmark.max_epochs=1",
+        "benchmark.train_limit=null", "benchmark.attribution_batch_size=16",
+    )  # fmt: skip
+    res = xai_bench(*args, root=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    outputs = tmp_path / "outputs"
+    results = sorted(outputs.glob("default/roar/resnet8/shapes/gradient/*/results.csv"))
+    assert len(results) == 2
+    maps = sorted((outputs / "cache" / "attributions").rglob("saliency.npy"))
+    assert len(maps) == 3  # train, val, test: shared by both jobs
+    assert not list((outputs / "cache" / "attributions").rglob("shards"))
+    stamps = [p.stat().st_mtime_ns for p in results + maps]
+    again = xai_bench(*args, root=tmp_path, timeout=600)
+    assert again.returncode == 0
+    assert [p.stat().st_mtime_ns for p in results + maps] == stamps
+    fig = subprocess.run(
+        [sys.executable, "scripts/roar_figure.py", str(outputs / "default")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert fig.returncode == 0, fig.stderr
+    assert "0.2" in fig.stdout and "0.6" in fig.stdout
+    assert (outputs / "default" / "roar_resnet8_shapes.png").stat().st_size > 5_000

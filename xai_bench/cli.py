@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import hydra
@@ -33,12 +34,36 @@ def user_errors() -> tuple[type[Exception], ...]:
     )
 
 
+def check_launch(cfg: DictConfig) -> None:
+    """Refuse a DDP trainer in a local multirun: Lightning would re-run the whole sweep per GPU.
+
+    DDP inside a sweep works where the scheduler starts one process per GPU (SLURM with
+    ``hydra.launcher.tasks_per_node`` = GPUs per node, torchrun).
+    """
+    from hydra.types import RunMode
+    from lightning_fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    from xai_bench.utils.distributed import is_distributed
+    from xai_bench.utils.errors import UserInputError
+
+    if HydraConfig.get().mode != RunMode.MULTIRUN or not is_distributed(cfg.trainer):
+        return
+    external = "LOCAL_RANK" in os.environ or SLURMEnvironment.detect()
+    if not (external or TorchElasticEnvironment.detect()):
+        raise UserInputError(
+            f"trainer={HydraConfig.get().runtime.choices.trainer} starts several processes, "
+            "which a local sweep (-m) cannot host: run DDP jobs one at a time without -m, or "
+            "sweep on SLURM with hydra/launcher=slurm hydra.launcher.tasks_per_node=<GPUs>"
+        )
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="run")
 def _main(cfg: DictConfig) -> float | None:
     from xai_bench.run import run
 
     run_dir = HydraConfig.get().runtime.output_dir
     try:
+        check_launch(cfg)
         summary = run(cfg, run_dir)
     except user_errors() as err:
         print(f"xai-bench: error: {err}", file=sys.stderr)

@@ -6,11 +6,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from xai_bench.benchmarks.base import Benchmark
 from xai_bench.results.store import RunStore
+from xai_bench.utils.distributed import is_global_zero
+from xai_bench.utils.errors import UserInputError
 from xai_bench.utils.io import atomic_write_text
 from xai_bench.utils.seed import seed_everything
 from xai_bench.workspace import Workspace
@@ -21,7 +24,12 @@ log = logging.getLogger(__name__)
 def build_benchmark(node: DictConfig) -> Benchmark:
     """Instantiate a benchmark config (its ``name`` key labels the config, not the class)."""
     params = {k: v for k, v in node.items() if k != "name"}
-    return instantiate(OmegaConf.create(params))
+    try:
+        return instantiate(OmegaConf.create(params))
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ValueError | TypeError):  # a bad value or an unknown key
+            raise UserInputError(f"benchmark={node.get('name')}: {err.__cause__}") from err
+        raise
 
 
 def changed_keys(saved: Path, cfg: DictConfig) -> list[str]:
@@ -55,10 +63,12 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         return {**store.summary(), "run_dir": str(run_dir), "cached": True}
     seed_everything(int(cfg.seed))
     benchmark = build_benchmark(cfg.benchmark)
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if is_global_zero():
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     ws = Workspace(cfg, run_dir)
     result = benchmark.run(ws)
     summary = {**result.summary, "figures": result.figures}
-    store.save(result.table, summary)
-    log.info("results written to %s", run_dir)
+    if is_global_zero():  # in a data-parallel run every rank holds the same gathered results
+        store.save(result.table, summary)
+        log.info("results written to %s", run_dir)
     return {**summary, "run_dir": str(run_dir), "cached": False}

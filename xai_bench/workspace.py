@@ -25,6 +25,7 @@ from xai_bench.models.factory import build_model
 from xai_bench.models.meta import ModelMeta
 from xai_bench.training import METRICS_FILE, MODEL_FILE, train_classifier
 from xai_bench.utils.configs import option_path
+from xai_bench.utils.distributed import is_distributed, local_rank
 from xai_bench.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,15 @@ log = logging.getLogger(__name__)
 _RUNTIME_DATA_KEYS = ("root", "num_workers", "batch_size", "mean", "std", "download", "_target_")
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> the first CUDA device if there is one, else the CPU."""
+def resolve_device(name: str, distributed: bool = False) -> torch.device:
+    """``auto`` -> a CUDA device if there is one, else the CPU.
+
+    In a data-parallel run (``distributed``) each process takes the GPU of its local rank.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", local_rank() if distributed else 0)
     return torch.device(name)
 
 
@@ -51,7 +57,9 @@ class Workspace:
     def __init__(self, cfg: DictConfig, run_dir: str | Path) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.device = resolve_device(str(cfg.device))
+        trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+        self.trainer_kwargs: dict[str, Any] = dict(trainer)  # type: ignore[arg-type]
+        self.device = resolve_device(str(cfg.device), is_distributed(self.trainer_kwargs))
         self.seed = int(cfg.seed)
 
     @cached_property
@@ -84,10 +92,16 @@ class Workspace:
             "seed": self.seed,
         }
 
-    def fresh_net(self) -> nn.Module:
-        """A newly built, randomly initialised network (seeded)."""
-        torch.manual_seed(self.seed)
+    def fresh_net(self, seed: int | None = None) -> nn.Module:
+        """A newly built, randomly initialised network (seeded by ``seed``, default the run's)."""
+        torch.manual_seed(self.seed if seed is None else int(seed))
         return instantiate(self.cfg.model.net)
+
+    def build_datamodule(self) -> ImageDataModule:
+        """A new datamodule of the run's dataset (not :attr:`datamodule`), augmentation off."""
+        dm = instantiate(self.cfg.dataset.datamodule)
+        dm.augment = False
+        return dm
 
     @cached_property
     def checkpoint_dir(self) -> Path:
@@ -118,7 +132,7 @@ class Workspace:
                 self.fresh_net(),
                 dm,
                 self.checkpoint_dir,
-                trainer_kwargs=OmegaConf.to_container(self.cfg.trainer, resolve=True),
+                trainer_kwargs=self.trainer_kwargs,
                 max_epochs=int(t.max_epochs),
                 optimizer=str(t.optimizer),
                 lr=float(t.lr),

@@ -4,19 +4,21 @@ image, the methods to compare, and a resumable store for finished chunks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+import pandas as pd
 import torch
 from omegaconf import OmegaConf
 from torch import Tensor
-from torch.utils.data import DataLoader, Subset
 
 from xai_bench.data.base import collate_samples
 from xai_bench.methods.base import Explainer, MethodNotApplicableError
 from xai_bench.results.partial import PartialStore
 from xai_bench.utils.configs import option_path
+from xai_bench.utils.distributed import distributed_map
 from xai_bench.workspace import Workspace
 
 TARGETS = ("predicted", "label")
@@ -55,6 +57,46 @@ def subset_indices(n_total: int, n_images: int | None, seed: int) -> list[int]:
     return sorted(torch.randperm(n_total, generator=g)[:n_images].tolist())
 
 
+def _subset(ws: Workspace, split: str, n_images: int | None) -> tuple[Any, list[int]]:
+    ds = ws.datamodule.dataset(split)
+    return ds, subset_indices(len(ds), n_images, ws.seed)  # type: ignore[arg-type]
+
+
+def n_batches(ws: Workspace, split: str, n_images: int | None, batch_size: int) -> int:
+    """Number of batches of the seeded evaluation subset."""
+    _, idx = _subset(ws, split, n_images)
+    return -(-len(idx) // batch_size)
+
+
+def eval_batch(
+    ws: Workspace,
+    number: int,
+    split: str = "test",
+    n_images: int | None = None,
+    batch_size: int = 32,
+    target: str = "predicted",
+) -> EvalBatch:
+    """Batch ``number`` of a seeded subset of ``split``, with the class to explain per image.
+
+    ``target='predicted'`` explains the model's argmax class (spec §0 for most benchmarks),
+    ``'label'`` the ground-truth label (multi-label data always uses the prediction).
+    """
+    check_target(target)
+    ds, idx = _subset(ws, split, n_images)
+    chunk = idx[number * batch_size : (number + 1) * batch_size]
+    if not chunk:
+        raise IndexError(f"batch {number} is past the end of the {len(idx)}-image subset")
+    sample = collate_samples([ds[i] for i in chunk])
+    x = sample["image"].to(ws.device)
+    with torch.no_grad():
+        logits = ws.model(x)
+    if target == "label" and not ws.meta.multilabel:
+        t = sample["label"].to(ws.device)
+    else:
+        t = logits.argmax(1)
+    return EvalBatch(number, x, t, logits, sample)
+
+
 def eval_batches(
     ws: Workspace,
     split: str = "test",
@@ -62,27 +104,54 @@ def eval_batches(
     batch_size: int = 32,
     target: str = "predicted",
 ) -> Iterator[EvalBatch]:
-    """Batches of a seeded subset of ``split`` with the class to explain for each image.
+    """Every batch of the seeded subset in order (see :func:`eval_batch`)."""
+    for number in range(n_batches(ws, split, n_images, batch_size)):
+        yield eval_batch(ws, number, split, n_images, batch_size, target)
 
-    ``target='predicted'`` explains the model's argmax class (spec §0 for most benchmarks),
-    ``'label'`` the ground-truth label (multi-label data always uses the prediction).
+
+Job = tuple[str, Callable[[EvalBatch], pd.DataFrame]]
+
+
+def batch_chunks(
+    ws: Workspace,
+    store: PartialStore,
+    jobs: Sequence[Job],
+    split: str = "test",
+    n_images: int | None = None,
+    batch_size: int = 32,
+    target: str = "predicted",
+) -> list[tuple[str, int, pd.DataFrame]]:
+    """Rows of every (batch, job) chunk, data-parallel over the run's ``trainer`` ranks.
+
+    ``jobs`` are ``(name, compute)`` pairs (e.g. one per method); ``compute(batch)`` returns the
+    rows of one batch. A chunk is keyed ``<name>/batch=<n>`` in the resumable ``store``: missing
+    chunks are computed (with a DDP trainer preset, batch ``n`` by rank ``n % world``), then all
+    chunks are read back from disk, so every rank and a single-process run see the same table.
+    ``store.computed`` lists the chunks this process computed, ``store.loaded`` all others.
+
+    Returns:
+        ``(name, batch number, rows)`` in batch order, jobs in the given order within a batch.
     """
-    check_target(target)
-    ds = ws.datamodule.dataset(split)
-    idx = subset_indices(len(ds), n_images, ws.seed)  # type: ignore[arg-type]
-    loader = DataLoader(
-        Subset(ds, idx), batch_size=batch_size, shuffle=False, collate_fn=collate_samples
-    )
-    model = ws.model
-    for number, sample in enumerate(loader):
-        x = sample["image"].to(ws.device)
-        with torch.no_grad():
-            logits = model(x)
-        if target == "label" and not ws.meta.multilabel:
-            t = sample["label"].to(ws.device)
-        else:
-            t = logits.argmax(1)
-        yield EvalBatch(number, x, t, logits, sample)
+    keys = [f"{name}/batch={{}}" for name, _ in jobs]
+
+    def done(number: int) -> bool:
+        return all(store.has(k.format(number)) for k in keys)
+
+    def work(number: int) -> None:
+        batch = eval_batch(ws, number, split, n_images, batch_size, target)
+        for key, (_, compute) in zip(keys, jobs, strict=True):
+            store.cached(key.format(number), partial(compute, batch))
+
+    numbers = range(n_batches(ws, split, n_images, batch_size))
+    distributed_map(numbers, work, ws.trainer_kwargs, done)
+    seen = set(store.computed) | set(store.loaded)
+    out = []
+    for n in numbers:
+        for key, (name, _) in zip(keys, jobs, strict=True):
+            if key.format(n) not in seen:  # finished earlier, or by another rank
+                store.loaded.append(key.format(n))
+            out.append((name, n, store.get(key.format(n))))
+    return out
 
 
 def method_names(ws: Workspace, methods: Sequence[str]) -> list[str]:

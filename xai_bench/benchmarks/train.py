@@ -32,6 +32,7 @@ class Train(Benchmark):
         rows = [
             {**ws.identity, "benchmark": self.name, "metric": k, "value": float(v)}
             for k, v in metrics.items()
+            if isinstance(v, int | float)
         ]
         summary = {**metrics, "checkpoint": str(ws.checkpoint_dir), "reused": reused}
         return Result(pd.DataFrame(rows), summary)

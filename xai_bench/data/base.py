@@ -10,14 +10,14 @@ float multi-hot ``[K]``), ``index`` (int) and, where the dataset has them, ``box
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 SPLITS = ("train", "val", "test")
 STACKED = ("image", "label", "index")
@@ -80,6 +80,29 @@ def seeded_split(n: int, val_fraction: float, seed: int) -> tuple[list[int], lis
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = round(n * val_fraction)
     return sorted(perm[n_val:]), sorted(perm[:n_val])
+
+
+class EpochShuffle(Sampler[int]):
+    """A random order of ``range(n)`` that depends only on ``(seed, epoch)``.
+
+    Lightning calls :meth:`set_epoch` before every epoch, so a resumed training run draws the
+    same batches as an uninterrupted one, whatever happened to the global random state.
+    """
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n = int(n)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
 
 
 class ImageDataModule(pl.LightningDataModule, ABC):
@@ -169,7 +192,15 @@ class ImageDataModule(pl.LightningDataModule, ABC):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self.dataloader("train", shuffle=True)
+        ds = self.dataset("train")
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            sampler=EpochShuffle(len(ds), self.seed),  # type: ignore[arg-type]
+            num_workers=self.num_workers,
+            collate_fn=collate_samples,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self.dataloader("val")

@@ -21,7 +21,7 @@ from xai_bench.utils.io import atomic_write
 PARTIAL_DIR = "partial"
 
 
-def _safe(key: str) -> str:
+def safe_key(key: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in key)
 
 
@@ -39,7 +39,7 @@ class PartialStore:
         self.computed: list[str] = []
 
     def path(self, key: str) -> Path:
-        return self.root / f"{_safe(key)}.csv"
+        return self.root / f"{safe_key(key)}.csv"
 
     def has(self, key: str) -> bool:
         return self.path(key).is_file()

@@ -1,0 +1,112 @@
+"""Saliency of a whole dataset split on disk, computed once and shared by every run that needs
+the same maps (ROAR retrains on them for every fraction and seed).
+
+A cache is keyed by everything that changes the maps: the model's weights (a hash of their
+bytes), the dataset and split, the method's config, the explained class and how maps are
+collapsed. Work is split into shards of ``batch_size`` images, each written atomically, so an
+interrupted computation resumes and a data-parallel run spreads the shards over its ranks;
+the finished shards are then joined into one ``saliency.npy`` that is read memory-mapped.
+Jobs of a sweep that share a cache may compute it concurrently: every write is atomic and the
+first finished join wins, so they only duplicate work.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from xai_bench.utils.distributed import barrier, distributed_map, is_global_zero
+from xai_bench.utils.hashing import stable_hash
+from xai_bench.utils.io import atomic_write, atomic_write_json
+
+ARRAY_FILE = "saliency.npy"
+KEY_FILE = "key.json"
+DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+class AttributionCache:
+    """One split's maps ``[N, ...]`` under ``root/<hash of key>/``.
+
+    Args:
+        root: the folder shared by all caches (``paths.attribution_dir``).
+        key: JSON-serialisable description of the maps (weights hash, data, split, method ...).
+        dtype: ``float32`` or ``float16`` (halves the disk of ImageNet-size caches).
+    """
+
+    def __init__(self, root: str | Path, key: Mapping[str, Any], dtype: str = "float32") -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got '{dtype}'")
+        self.key = dict(key)
+        self.dtype = dtype
+        self.dir = Path(root) / stable_hash({**self.key, "dtype": dtype}, 16)
+
+    @property
+    def path(self) -> Path:
+        return self.dir / ARRAY_FILE
+
+    @property
+    def done(self) -> bool:
+        return self.path.is_file()
+
+    def shard(self, number: int) -> Path:
+        return self.dir / "shards" / f"{number:06d}.pt"
+
+    def load(self) -> np.ndarray:
+        """The finished maps, memory-mapped read-only."""
+        return np.load(self.path, mmap_mode="r")
+
+    def build(
+        self,
+        n_items: int,
+        batch_size: int,
+        compute: Callable[[list[int]], Tensor],
+        trainer: Mapping[str, Any] | None = None,
+    ) -> np.ndarray:
+        """Compute the missing shards (``compute(indices) -> [b, ...]`` maps of those items),
+        over the ranks of a DDP ``trainer`` preset, join them and return the memory map."""
+        if not self.done:
+            n_shards = -(-n_items // batch_size)
+
+            def work(number: int) -> None:
+                if self.done:  # another job sharing this cache finished it meanwhile
+                    return
+                idx = list(range(number * batch_size, min(n_items, (number + 1) * batch_size)))
+                maps = compute(idx).detach().float().cpu()
+                if maps.shape[0] != len(idx):
+                    raise ValueError(f"{maps.shape[0]} maps for {len(idx)} images")
+                atomic_write(self.shard(number), lambda p: torch.save(maps, p))
+
+            atomic_write_json(self.dir / KEY_FILE, self.key)
+            distributed_map(range(n_shards), work, trainer, lambda n: self.shard(n).is_file())
+            if is_global_zero() and not self.done:
+                try:
+                    self._join(n_shards, n_items)
+                except FileNotFoundError:  # a concurrent job joined and removed the shards
+                    if not self.done:
+                        raise
+            barrier()
+        if is_global_zero() and (self.dir / "shards").exists():
+            shutil.rmtree(self.dir / "shards", ignore_errors=True)  # strays of a concurrent job
+        return self.load()
+
+    def _join(self, n_shards: int, n_items: int) -> None:
+        first = torch.load(self.shard(0), weights_only=True)
+        shape = (n_items, *first.shape[1:])
+
+        def write(tmp: Path) -> None:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=DTYPES[self.dtype], shape=shape)
+            row = 0
+            for number in range(n_shards):
+                maps = torch.load(self.shard(number), weights_only=True).numpy()
+                out[row : row + len(maps)] = maps
+                row += len(maps)
+            out.flush()
+            del out
+
+        atomic_write(self.path, write)
