@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,12 +38,12 @@ from torch import Tensor, nn
 from xai_bench.benchmarks.base import Benchmark, Result
 from xai_bench.benchmarks.common import (
     EvalBatch,
-    eval_batches,
+    Job,
+    batch_chunks,
     explainers,
     method_config,
     method_names,
     partial_store,
-    subset_indices,
 )
 from xai_bench.methods.base import Explainer
 from xai_bench.metrics import similarity as sim
@@ -212,77 +212,27 @@ class SanityChecks(Benchmark):
             "method_configs": {n: method_config(ws, n) for n in names},
         }
         store = partial_store(ws, params)
-        n_images = len(ws.datamodule.dataset(self.split))  # type: ignore[arg-type]
-        n_batches = math.ceil(
-            len(subset_indices(n_images, self.n_images, ws.seed)) / self.batch_size
-        )
         built = list(explainers(ws, self.methods))
         reference = {name: e for name, e, _ in built if e is not None}
         skipped = {name: note for name, e, note in built if e is None}
-        ref_views: dict[tuple[str, int], dict[str, Tensor]] = {}
-        frames: list[pd.DataFrame] = []
         stages = self._stages(blocks)
-        for index, (stage, randomised) in enumerate(stages):
-            keys = {  # in the order chunks are computed: batch, then method
-                (m, b): f"method={m}/stage={stage}/batch={b}"
-                for b in range(n_batches)
+        shared = _StageCache(self, ws, dict(stages), reference)
+        frames = []
+        for index, (stage, _) in enumerate(stages):  # one randomised model in memory at a time
+            jobs: list[Job] = [
+                (f"method={m}/stage={stage}", partial(shared.chunk, m, stage, index))
                 for m in reference
-            }
-            if all(store.has(k) for k in keys.values()):  # a finished stage: no model, no data
-                frames += [store.cached(k, _unreachable) for k in keys.values()]
-                continue
-            model = self._model(ws, randomised)
-            # built once per stage (methods fitted from data are fitted on this model)
-            stage_explainers = (
-                {m: ws.explainer_named(m, model=model) for m in reference}
-                if randomised
-                else reference
-            )
-            for batch in eval_batches(ws, self.split, self.n_images, self.batch_size):
-                target = self._target(model, batch)
-                for m, explainer in stage_explainers.items():
-                    ref = partial(self._reference, ref_views, m, reference[m])
-                    compute = partial(
-                        self._chunk, ws, m, stage, index, batch, target, explainer, ref
-                    )
-                    frames.append(store.cached(keys[(m, batch.number)], compute))
-            del model, stage_explainers
+            ]
+            parts = batch_chunks(ws, store, jobs, self.split, self.n_images, self.batch_size)
+            frames += [rows for _, _, rows in parts]  # stage, batch, method order
+            shared.release(stage)
         return self._result(ws, frames, [s for s, _ in stages], skipped, store)
-
-    def _chunk(
-        self,
-        ws: Workspace,
-        method: str,
-        stage: str,
-        index: int,
-        batch: EvalBatch,
-        target: Tensor,
-        explainer: Explainer,
-        reference: Callable[[EvalBatch], dict[str, Tensor]],
-    ) -> pd.DataFrame:
-        views = map_views(explainer(batch.x, target), self.views, self.hog_cell)
-        ref = reference(batch)
-        return self._rows(ws, method, stage, index, batch, target, ref, views)
 
     def _target(self, model: nn.Module, batch: EvalBatch) -> Tensor:
         if self.target == "original":
             return batch.target
         with torch.no_grad():
             return model(batch.x).argmax(1)
-
-    def _reference(
-        self,
-        cache: dict[tuple[str, int], dict[str, Tensor]],
-        name: str,
-        explainer: Explainer,
-        batch: EvalBatch,
-    ) -> dict[str, Tensor]:
-        """Views of the trained model's maps for a batch, kept on the CPU between stages."""
-        key = (name, batch.number)
-        if key not in cache:
-            views = map_views(explainer(batch.x, batch.target), self.views, self.hog_cell)
-            cache[key] = {k: v.cpu() for k, v in views.items()}
-        return cache[key]
 
     def _rows(
         self,
@@ -374,5 +324,54 @@ def _num(v: float | None) -> float:
     return math.nan if v is None else float(v)
 
 
-def _unreachable() -> pd.DataFrame:
-    raise RuntimeError("a finished chunk was not found in the partial store")
+class _StageCache:
+    """What the (stage, method) chunks of one run share, built lazily once per process: the
+    randomised model of the current stage and its explainers (methods fitted from data are
+    fitted on that model), the stage's targets for the batch at hand, and the trained model's
+    views of every batch (computed once, reused by every stage). Stages run one after another,
+    and :meth:`release` drops a finished stage's model."""
+
+    def __init__(
+        self,
+        bench: SanityChecks,
+        ws: Workspace,
+        stages: dict[str, list[str]],
+        reference: dict[str, Explainer],
+    ) -> None:
+        self.bench, self.ws, self.stages, self.reference = bench, ws, stages, reference
+        self.models: dict[str, nn.Module] = {}
+        self.explainers: dict[tuple[str, str], Explainer] = {}
+        self.targets: dict[tuple[str, int], Tensor] = {}
+        self.views: dict[tuple[str, int], dict[str, Tensor]] = {}
+
+    def model(self, stage: str) -> nn.Module:
+        if stage not in self.models:
+            self.models[stage] = self.bench._model(self.ws, self.stages[stage])
+        return self.models[stage]
+
+    def explainer(self, stage: str, method: str) -> Explainer:
+        if not self.stages[stage]:
+            return self.reference[method]
+        if (stage, method) not in self.explainers:
+            explainer = self.ws.explainer_named(method, model=self.model(stage))
+            self.explainers[(stage, method)] = explainer
+        return self.explainers[(stage, method)]
+
+    def release(self, stage: str) -> None:
+        """Forget a finished stage's model, explainers and targets."""
+        self.models.pop(stage, None)
+        self.explainers = {k: v for k, v in self.explainers.items() if k[0] != stage}
+        self.targets = {k: v for k, v in self.targets.items() if k[0] != stage}
+
+    def chunk(self, method: str, stage: str, index: int, batch: EvalBatch) -> pd.DataFrame:
+        """Rows of one (stage, method, batch) chunk: the stage's maps against the reference."""
+        bench, explainer = self.bench, self.explainer(stage, method)
+        if (stage, batch.number) not in self.targets:
+            self.targets[(stage, batch.number)] = bench._target(self.model(stage), batch)
+        target = self.targets[(stage, batch.number)]
+        views = map_views(explainer(batch.x, target), bench.views, bench.hog_cell)
+        if (method, batch.number) not in self.views:  # the trained model's maps of the batch
+            ref = self.reference[method](batch.x, batch.target)
+            self.views[(method, batch.number)] = map_views(ref, bench.views, bench.hog_cell)
+        ref_views = self.views[(method, batch.number)]
+        return bench._rows(self.ws, method, stage, index, batch, target, ref_views, views)
