@@ -33,6 +33,7 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "pointing_game_restricted": ("accuracy", "hit_rate"),
     "input_invariance": ("invariant", "rel_diff", "logit_max_abs_diff", "pearson_target"),
     "roar": ("test_acc", "roar_auc"),
+    "groupcam_finetune": ("test_acc",),
 }
 
 
