@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-all lint format clean
+.PHONY: help install run roar finetune test test-all lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -31,6 +31,12 @@ run: $(STAMP) ## the embedded default: trains small models once, runs every benc
 		benchmark.tolerance=4
 	OMP_NUM_THREADS=1 $(BIN)/xai-bench experiment=input_invariance experiment_name=embedded
 	$(BIN)/python scripts/summarize.py outputs/embedded
+
+roar: $(STAMP) ## ROAR on the embedded default: 4 methods x 5 fractions, 20 small retrains (CPU)
+	OMP_NUM_THREADS=1 $(BIN)/xai-bench experiment=embedded_roar
+
+finetune: $(STAMP) ## Group-CAM fine-tuning vs plain fine-tuning on the embedded default (CPU)
+	OMP_NUM_THREADS=1 $(BIN)/xai-bench experiment=embedded_finetune
 
 test: $(STAMP) ## run the test suite (not slow, not gpu) and ruff
 	$(BIN)/ruff check xai_bench tests scripts

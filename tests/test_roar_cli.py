@@ -1,5 +1,6 @@
-"""Reliability: a ROAR run killed in the middle of a retrain resumes from its Lightning
-checkpoint and ends with the same numbers as an uninterrupted run with the same seed."""
+"""ROAR through the CLI: a run killed in the middle of a retrain resumes from its Lightning
+checkpoint and ends with the same numbers as an uninterrupted run with the same seed; maps
+computed data-parallel (2 gloo processes) equal the single-process maps."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,18 +23,18 @@ ARGS = (
 )  # fmt: skip
 
 
-def start(root: Path) -> subprocess.Popen:
+def start(root: Path, args: tuple[str, ...] = ARGS) -> subprocess.Popen:
     env = {**os.environ, "XAI_BENCH_ROOT": str(root), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "xai_bench", *ARGS], cwd=REPO, env=env,
+        [sys.executable, "-m", "xai_bench", *args], cwd=REPO, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
 
 
-def results(root: Path) -> pd.DataFrame:
+def results(root: Path) -> pd.Series:
     (path,) = (root / "outputs").rglob("results.csv")
     table = pd.read_csv(path)
-    return table.set_index("metric")["value"]
+    return table[table.method == table.method.iloc[0]].set_index("metric")["value"]
 
 
 def test_killed_retrain_resumes_to_the_same_numbers(tmp_path: Path) -> None:
@@ -60,3 +62,32 @@ def test_killed_retrain_resumes_to_the_same_numbers(tmp_path: Path) -> None:
     assert a["resumed_from"] >= 1 and b["resumed_from"] == 0
     assert a["epochs"] == b["epochs"] == 6
     assert a["test_acc"] == b["test_acc"] and a["val_acc"] == b["val_acc"]
+
+
+def test_data_parallel_maps_and_scores_equal_single_process(tmp_path: Path) -> None:
+    args = (
+        "benchmark=roar", "model.weights=random", "model.net.widths=[4,8,8]",
+        "dataset.datamodule.n_train=96", "dataset.datamodule.n_val=32",
+        "dataset.datamodule.n_test=40", "benchmark.methods=[random,gradient]",
+        "benchmark.fractions=[0.5]", "benchmark.max_epochs=0", "benchmark.train_limit=null",
+        "benchmark.attribution_batch_size=16",  # 96 train images: 6 shards over 2 ranks
+    )  # fmt: skip
+    runs = {}
+    for trainer in ("ddp_cpu", "cpu"):
+        proc = start(tmp_path / trainer, (*args, f"trainer={trainer}"))
+        log, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, log[-3000:]
+        runs[trainer] = tmp_path / trainer / "outputs"
+    (run_dir,) = {p.parent for p in runs["ddp_cpu"].rglob("results.csv")}
+    assert (run_dir / "train_ddp_process_1.log").is_file()  # rank 1 ran
+    maps = {t: sorted(root.rglob("saliency.npy")) for t, root in runs.items()}
+    assert len(maps["cpu"]) == len(maps["ddp_cpu"]) == 6  # 2 methods x 3 splits, same keys
+    assert [p.parent.name for p in maps["cpu"]] == [p.parent.name for p in maps["ddp_cpu"]]
+    for a, b in zip(maps["cpu"], maps["ddp_cpu"], strict=True):
+        assert np.array_equal(np.load(a), np.load(b))
+    acc = {}
+    for t, root in runs.items():
+        (path,) = root.rglob("results.csv")
+        table = pd.read_csv(path)
+        acc[t] = table[table.metric == "test_acc"][["method", "value"]].to_numpy().tolist()
+    assert len(acc["cpu"]) == 2 and acc["cpu"] == acc["ddp_cpu"]

@@ -107,6 +107,8 @@ def fit_and_test(
     """
     out_dir = Path(out_dir)
     pl.seed_everything(seed, workers=True, verbose=False)
+    if not progress:  # quiet: no "GPU available" banner per run (warnings still show)
+        logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
     history = EpochHistory()
     ckpt = ModelCheckpoint(dirpath=out_dir / "lightning", save_last=True, save_top_k=0)
     trainer = pl.Trainer(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from torch import Tensor
 from xai_bench.benchmarks.base import Benchmark, Result
 from xai_bench.benchmarks.common import (
     EvalBatch,
-    eval_batches,
+    batch_chunks,
     explainers,
     method_config,
     method_names,
@@ -107,15 +108,13 @@ class ClassSensitivity(Benchmark):
         store = partial_store(ws, params)
         built = list(explainers(ws, self.methods))
         skipped = {name: note for name, e, note in built if e is None}
-        frames = []
-        for batch in eval_batches(ws, self.split, self.n_images, self.batch_size):
-            for name, explainer, _ in built:
-                if explainer is None:
-                    continue
-                key = f"method={name}/batch={batch.number}"
-                frames.append(
-                    store.cached(key, lambda n=name, e=explainer, b=batch: self._chunk(ws, n, e, b))
-                )
+        jobs = [
+            (f"method={name}", partial(self._chunk, ws, name, explainer))
+            for name, explainer, _ in built
+            if explainer is not None
+        ]
+        parts = batch_chunks(ws, store, jobs, self.split, self.n_images, self.batch_size)
+        frames = [rows for _, _, rows in parts]
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         aggregates = aggregate(table, ["method", "metric"]) if len(table) else []
         figures = [str(self._figure(aggregates, ws.run_dir / "class_sensitivity.png"))]

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from xai_bench.benchmarks.base import Benchmark, Result
-from xai_bench.benchmarks.common import EvalBatch, check_target, eval_batches
+from xai_bench.benchmarks.common import EvalBatch, check_target
 from xai_bench.benchmarks.common import partial_store as make_store
 from xai_bench.benchmarks.pixel_perturbation import (
     flat,
@@ -140,9 +140,11 @@ class DeletionInsertion(Benchmark):
         store = make_store(ws, {"benchmark": self.name, **self.params()})
         _, h, w = ws.meta.input_size
         step = self.step(h * w)
-        batches = eval_batches(ws, self.split, self.n_images, self.batch_size, self.target)
         compute = partial(self.chunk, step=step)
-        rows, skipped = method_chunks(ws, store, self.methods, batches, compute)
+        rows, skipped = method_chunks(
+            ws, store, self.methods, compute, self.split, self.n_images, self.batch_size,
+            self.target,
+        )  # fmt: skip
         table = self.table(ws, rows, skipped)
         summary = self.summary(rows, skipped)
         summary.update({"step_pixels": step, "n_steps": math.ceil(h * w / step)})

@@ -8,7 +8,7 @@ spec's recommendation 5: per-image channel-mean fill, target logit, k in {0.1, 1
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,8 @@ from matplotlib.figure import Figure
 from xai_bench.benchmarks.base import Benchmark, Result
 from xai_bench.benchmarks.common import (
     EvalBatch,
+    batch_chunks,
     check_target,
-    eval_batches,
     explainers,
     method_config,
     partial_store,
@@ -51,9 +51,9 @@ from xai_bench.workspace import Workspace
 ORDERS = ("least_first", "most_first")
 
 
-def chunk_key(ws: Workspace, method: str, batch: int) -> str:
-    """Key of one (method, batch) chunk; the method's config is part of it."""
-    return f"{method}-{stable_hash(method_config(ws, method), 8)}/batch={batch}"
+def method_key(ws: Workspace, method: str) -> str:
+    """Chunk prefix of a method (``<method>-<hash of its config>``; chunks add ``/batch=<n>``)."""
+    return f"{method}-{stable_hash(method_config(ws, method), 8)}"
 
 
 def method_saliency(
@@ -75,20 +75,21 @@ def method_chunks(
     ws: Workspace,
     store: PartialStore,
     methods: Sequence[str],
-    batches: Iterable[EvalBatch],
     compute: Callable[[Workspace, Explainer, EvalBatch], pd.DataFrame],
+    split: str,
+    n_images: int | None,
+    batch_size: int,
+    target: str,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Rows of every (batch, method) chunk through the resumable ``store``, with a ``method``
-    column, and the methods skipped as not applicable (name -> reason)."""
+    """Rows of every (batch, method) chunk through the resumable ``store`` (data-parallel with
+    a DDP trainer preset, see :func:`~xai_bench.benchmarks.common.batch_chunks`), with a
+    ``method`` column, and the methods skipped as not applicable (name -> reason)."""
     named = list(explainers(ws, methods))
-    chunks = []
-    for batch in batches:
-        for name, explainer, _ in named:
-            if explainer is not None:
-                rows = store.cached(
-                    chunk_key(ws, name, batch.number), partial(compute, ws, explainer, batch)
-                )
-                chunks.append(rows.assign(method=name))
+    applicable = [(name, e) for name, e, _ in named if e is not None]
+    jobs = [(method_key(ws, name), partial(compute, ws, e)) for name, e in applicable]
+    label = {key: name for (key, _), (name, _) in zip(jobs, applicable, strict=True)}
+    parts = batch_chunks(ws, store, jobs, split, n_images, batch_size, target)
+    chunks = [rows.assign(method=label[key]) for key, _, rows in parts]
     skipped = {name: note for name, e, note in named if e is None}
     return (pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()), skipped
 
@@ -175,8 +176,10 @@ class PixelPerturbation(Benchmark):
 
     def run(self, ws: Workspace) -> Result:
         store = partial_store(ws, {"benchmark": self.name, **self.params()})
-        batches = eval_batches(ws, self.split, self.n_images, self.batch_size, self.target)
-        rows, skipped = method_chunks(ws, store, self.methods, batches, self.chunk)
+        rows, skipped = method_chunks(
+            ws, store, self.methods, self.chunk, self.split, self.n_images, self.batch_size,
+            self.target,
+        )  # fmt: skip
         table = tidy_table(ws, self.name, [rows], skipped)
         figures = [] if rows.empty else [str(self.figure(rows, ws.run_dir / f"{self.name}.png"))]
         return Result(table, self.summary(rows, skipped), figures)

@@ -25,7 +25,14 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from xai_bench.benchmarks.base import Benchmark, Result
-from xai_bench.benchmarks.common import eval_batches, explainers, method_config, partial_store
+from xai_bench.benchmarks.common import (
+    EvalBatch,
+    batch_chunks,
+    explainers,
+    method_config,
+    partial_store,
+    subset_indices,
+)
 from xai_bench.data.base import MappedDataset
 from xai_bench.methods.postprocess import Postprocess
 from xai_bench.metrics.pointing import (
@@ -250,7 +257,6 @@ class PointingGame(Benchmark):
         self.check_dataset(ws)
         flags = None if self.subset_flags is None else load_flags(self.subset_flags)
         store = partial_store(ws, self.params())
-        k = ws.meta.num_classes
         methods: list[tuple[str, Explain | None, str]] = []
         if self.center_baseline:
             methods.append((CENTER, None, ""))
@@ -261,24 +267,14 @@ class PointingGame(Benchmark):
             else:
                 key = f"{name}-{stable_hash(method_config(ws, name), 8)}"
                 methods.append((key, explainer, name))
-        frames: dict[str, list[pd.DataFrame]] = {m[0]: [] for m in methods}
-        ds = ws.datamodule.dataset(self.split)
-        n_images = 0
-        for batch in eval_batches(ws, self.split, self.n_images, self.batch_size, "predicted"):
-            n_images += len(batch.x)
-            keep = None if flags is None else self._keep(flags, ds, batch.sample, k)
-            for key, explainer, name in methods:
-                smooth = explainer is not None and (
-                    self.smooth_methods is None or name in self.smooth_methods
-                )
-                compute = partial(
-                    self.evaluate, explainer, batch.x, batch.target, batch.sample, k, smooth, keep
-                )
-                frames[key].append(store.cached(f"{key}/batch={batch.number}", compute))
+        jobs = [(key, partial(self._batch_pairs, ws, e, name, flags)) for key, e, name in methods]
+        parts = batch_chunks(ws, store, jobs, self.split, self.n_images, self.batch_size)
         pairs = {
-            (CENTER if explainer is None else name): _concat(frames[key])
-            for key, explainer, name in methods
+            (CENTER if e is None else name): _concat([rows for k, _, rows in parts if k == key])
+            for key, e, name in methods
         }
+        n_total = len(ws.datamodule.dataset(self.split))  # type: ignore[arg-type]
+        n_images = len(subset_indices(n_total, self.n_images, ws.seed))
         n_pairs = {name: len(df) for name, df in pairs.items()}
         if not any(n_pairs.values()):
             raise ValueError(
@@ -301,6 +297,23 @@ class PointingGame(Benchmark):
             summary.update({f"{metric}/{m}": float(v) for m, v in zip(rows.method, rows.value)})
         path = self._figure(table, ws.run_dir / f"{self.name}.png")
         return Result(table, summary, [str(path)])
+
+    def _batch_pairs(
+        self,
+        ws: Workspace,
+        explain: Explain | None,
+        name: str,
+        flags: dict[str, Tensor] | None,
+        batch: EvalBatch,
+    ) -> pd.DataFrame:
+        """Pair rows of one batch for one method (see :meth:`evaluate`); ``smooth_methods``
+        selects the blurred methods by name (never the centre baseline)."""
+        k = ws.meta.num_classes
+        ds = ws.datamodule.dataset(self.split)
+        keep = None if flags is None else self._keep(flags, ds, batch.sample, k)
+        listed = self.smooth_methods is None or name in self.smooth_methods
+        smooth = explain is not None and listed
+        return self.evaluate(explain, batch.x, batch.target, batch.sample, k, smooth, keep)
 
     @staticmethod
     def _keep(flags: dict[str, Tensor], ds: Dataset, sample: Mapping[str, Any], k: int) -> Tensor:

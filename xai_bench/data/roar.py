@@ -69,7 +69,7 @@ class RemovedDataset(Dataset):
         sample = dict(self.base[i])
         image = sample["image"]
         if self.fraction > 0:
-            sal = torch.from_numpy(np.asarray(self.saliency[i], dtype=np.float32))[None]
+            sal = torch.from_numpy(np.array(self.saliency[i], dtype=np.float32))[None]
             key = torch.tensor([int(sample.get("index", i))])
             image = remove(image[None], sal, self.fraction, self.fill, self.mean, self.std,
                            keys=key, seed=self.seed)[0]  # fmt: skip

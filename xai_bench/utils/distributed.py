@@ -92,11 +92,11 @@ class _MapModule(pl.LightningModule):
         steps = -(-len(self.items) // world)  # every rank runs as many steps (-1 = nothing)
         return DataLoader(mine + [-1] * (steps - len(mine)), batch_size=1, collate_fn=_first)
 
-    def predict_step(self, item: int, batch_idx: int) -> None:
-        if item < 0:
-            return
-        with torch.enable_grad():  # attribution methods need gradients; Lightning disables them
-            self.work(int(item))
+    def predict_step(self, item: int, batch_idx: int) -> int:
+        if item >= 0:
+            with torch.enable_grad():  # methods need gradients; Lightning disables them
+                self.work(int(item))
+        return item  # not kept (return_predictions=False); None would make Lightning warn
 
     def on_predict_epoch_end(self) -> None:
         self.trainer.strategy.barrier("xai_bench.map")
