@@ -4,6 +4,7 @@ p=0 = plain fine-tuning, and the benchmark's curves and checkpoint reuse."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -12,9 +13,9 @@ import torch
 
 import xai_bench.benchmarks.groupcam_finetune as gft
 from xai_bench.methods.groupcam import GroupCAM
-from xai_bench.models.groupcam_augment import GroupCAMAugment, groupcam_blend
+from xai_bench.models.groupcam_augment import FINETUNE_RECIPE, GroupCAMAugment, groupcam_blend
 from xai_bench.models.small import ResNet8
-from xai_bench.run import run
+from xai_bench.run import build_benchmark, run
 from xai_bench.utils.blur import gaussian_blur
 from xai_bench.utils.errors import UserInputError
 from xai_bench.workspace import Workspace
@@ -22,8 +23,8 @@ from xai_bench.workspace import Workspace
 TINY = (
     "benchmark=groupcam_finetune", "model.net.widths=[4,8,8]", "dataset.datamodule.n_train=96",
     "dataset.datamodule.n_val=32", "dataset.datamodule.n_test=32", "train.max_epochs=1",
-    "train.batch_size=32", "trainer=cpu", "benchmark.progress=false", "benchmark.max_epochs=2",
-    "benchmark.batch_size=32", "benchmark.lr=0.05",
+    "train.batch_size=32", "trainer=cpu", "benchmark.progress=false",
+    "benchmark.recipe.max_epochs=2", "benchmark.recipe.batch_size=32", "benchmark.recipe.lr=0.05",
 )  # fmt: skip
 
 
@@ -168,3 +169,17 @@ def test_multilabel_data_is_refused(make_cfg, tmp_path) -> None:
     cfg = make_cfg(*TINY, "dataset=shapes_multi")
     with pytest.raises(UserInputError, match="multi-label"):
         gft.GroupCAMFinetune().run(Workspace(cfg, tmp_path))
+
+
+def test_recipe_block_keys_the_checkpoints(make_cfg) -> None:
+    bench = build_benchmark(make_cfg("benchmark=groupcam_finetune").benchmark)
+    assert bench.params("plain") == {
+        "variant": "plain", "optimizer": "sgd", "lr": 1e-3, "weight_decay": 1e-4,
+        "batch_size": 128, "max_epochs": 3, "step_size": 0, "gamma": 0.1, "augment": False,
+        "label_smoothing": 0.0,
+    }  # fmt: skip
+    smooth = gft.GroupCAMFinetune(recipe={"label_smoothing": 0.1})  # the rest: FINETUNE_RECIPE
+    assert smooth.recipe == replace(FINETUNE_RECIPE, label_smoothing=0.1)
+    assert smooth.params("plain")["label_smoothing"] == 0.1
+    with pytest.raises(UserInputError, match=r"recipe\.max_epochs must be >= 1"):
+        gft.GroupCAMFinetune(recipe={"max_epochs": 0})

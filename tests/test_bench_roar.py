@@ -14,14 +14,16 @@ from xai_bench.data.roar import RemovedDataset
 from xai_bench.metrics.perturbation import random_order
 from xai_bench.metrics.removal import IMAGENET_MEAN, removal_mask, remove, roar_fill
 from xai_bench.results.attributions import AttributionCache
-from xai_bench.run import run
+from xai_bench.run import build_benchmark, run
+from xai_bench.utils.errors import UserInputError
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 TINY = (
     "benchmark=roar", "model.weights=random", "model.net.widths=[4,8,8]",
     "dataset.datamodule.n_train=96", "dataset.datamodule.n_val=32",
-    "dataset.datamodule.n_test=32", "benchmark.max_epochs=1", "benchmark.batch_size=32",
-    "benchmark.train_limit=null", "benchmark.attribution_batch_size=40", "trainer=cpu",
+    "dataset.datamodule.n_test=32", "benchmark.recipe.max_epochs=1",
+    "benchmark.recipe.batch_size=32", "benchmark.train_limit=null",
+    "benchmark.attribution_batch_size=40", "trainer=cpu",
 )  # fmt: skip
 
 
@@ -150,7 +152,7 @@ def test_roar_end_to_end_resumes_and_reuses_caches(make_cfg, tmp_path: Path) -> 
 def test_roar_finetune_without_epochs_keeps_the_model_accuracy(make_cfg, tmp_path) -> None:
     """Known answer: fraction 0 + fine-tuning for 0 epochs is the evaluated model itself."""
     cfg = make_cfg(*TINY, "benchmark.methods=[random]", "benchmark.fractions=[0.0]",
-                   "benchmark.init=finetune", "benchmark.max_epochs=0")  # fmt: skip
+                   "benchmark.init=finetune", "benchmark.recipe.max_epochs=0")  # fmt: skip
     out = run(cfg, tmp_path / "run")
     assert out["curves"]["random"]["0"] == pytest.approx(out["base_test_acc"])
     assert not list((tmp_path / "outputs" / "cache").rglob("saliency.npy"))  # no maps needed
@@ -161,3 +163,17 @@ def test_roar_rejects_bad_settings(make_cfg, tmp_path) -> None:
         run(make_cfg(*TINY, "benchmark.fractions=[1.5]"), tmp_path / "a")
     with pytest.raises(ValueError, match="fill"):
         run(make_cfg(*TINY, "benchmark.fill=black"), tmp_path / "b")
+    with pytest.raises(UserInputError, match=r"benchmark\.recipe: unknown key.*valid keys"):
+        run(make_cfg(*TINY, "+benchmark.recipe.epochs=3"), tmp_path / "c")
+    with pytest.raises(UserInputError, match="optimizer must be one of"):
+        run(make_cfg(*TINY, "benchmark.recipe.optimizer=rmsprop"), tmp_path / "d")
+
+
+def test_recipe_block_keeps_the_flat_fingerprint(make_cfg) -> None:
+    """The nested ``recipe:`` fingerprints retrains with the same flat dict as before."""
+    bench = build_benchmark(make_cfg("benchmark=roar").benchmark)
+    assert bench.fingerprint_recipe() == {
+        "optimizer": "adam", "lr": 3e-3, "weight_decay": 1e-4, "batch_size": 32,
+        "max_epochs": 5, "step_size": 3, "gamma": 0.5, "label_smoothing": 0.0,
+        "augment": False, "train_limit": 3000, "init": "scratch",
+    }  # fmt: skip

@@ -103,8 +103,9 @@ def test_submitit_local_roar_sweep_shares_maps_and_resumes(tmp_path) -> None:
         "-m", "hydra/launcher=submitit_local", "benchmark=roar", "method=gradient",
         "benchmark.methods=[]", "benchmark.fractions=[0.2],[0.6]", "model.weights=random",
         "model.net.widths=[4,8,8]", "dataset.datamodule.n_train=96",
-        "dataset.datamodule.n_val=32", "dataset.datamodule.n_test=32", "benchmark.max_epochs=1",
-        "benchmark.train_limit=null", "benchmark.attribution_batch_size=16",
+        "dataset.datamodule.n_val=32", "dataset.datamodule.n_test=32",
+        "benchmark.recipe.max_epochs=1", "benchmark.train_limit=null",
+        "benchmark.attribution_batch_size=16",
     )  # fmt: skip
     res = xai_bench(*args, root=tmp_path, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]

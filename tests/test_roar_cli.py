@@ -19,7 +19,8 @@ ARGS = (
     "benchmark=roar", "model.weights=random", "model.net.widths=[8,16,16]", "trainer=cpu",
     "dataset.datamodule.n_train=1536", "dataset.datamodule.n_val=64",
     "dataset.datamodule.n_test=128", "benchmark.methods=[gradient]", "benchmark.fractions=[0.5]",
-    "benchmark.max_epochs=6", "benchmark.batch_size=64", "benchmark.train_limit=null",
+    "benchmark.recipe.max_epochs=6", "benchmark.recipe.batch_size=64",
+    "benchmark.train_limit=null",
 )  # fmt: skip
 
 
@@ -69,7 +70,8 @@ def test_data_parallel_maps_and_scores_equal_single_process(tmp_path: Path) -> N
         "benchmark=roar", "model.weights=random", "model.net.widths=[4,8,8]",
         "dataset.datamodule.n_train=96", "dataset.datamodule.n_val=32",
         "dataset.datamodule.n_test=40", "benchmark.methods=[random,gradient]",
-        "benchmark.fractions=[0.5]", "benchmark.max_epochs=0", "benchmark.train_limit=null",
+        "benchmark.fractions=[0.5]", "benchmark.recipe.max_epochs=0",
+        "benchmark.train_limit=null",
         "benchmark.attribution_batch_size=16",  # 96 train images: 6 shards over 2 ranks
     )  # fmt: skip
     runs = {}

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
+from omegaconf import OmegaConf
+from torch import nn
 
+from xai_bench.models.lit import Classifier
+from xai_bench.models.recipe import Recipe
 from xai_bench.run import run
+from xai_bench.utils.errors import UserInputError
 from xai_bench.workspace import Workspace
 
 TINY = (
@@ -25,6 +31,9 @@ def test_train_smoke_saves_and_reuses_checkpoint(make_cfg, tmp_path) -> None:
     assert (ws.checkpoint_dir / "lightning" / "last.ckpt").is_file()
     metrics = json.loads((ws.checkpoint_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 1
+    # resumes load checkpoints with weights_only=True: the recipe is stored as plain values
+    ckpt = torch.load(ws.checkpoint_dir / "lightning" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["recipe"] == Recipe.from_mapping(cfg.train).to_dict()
 
     again = run(cfg, tmp_path / "run2")  # another run dir: finds the checkpoint, trains nothing
     assert again["reused"] is True and again["test_acc"] == out["test_acc"]
@@ -42,6 +51,37 @@ def test_train_smoke_saves_and_reuses_checkpoint(make_cfg, tmp_path) -> None:
     for key, value in trained.model.state_dict().items():
         assert torch.equal(value, state[key])
     assert not trained.model.training
+
+
+def test_recipe_from_mapping_checks_keys_and_values(make_cfg) -> None:
+    cfg = make_cfg("train.lr=1", "train.optimizer=sgd")
+    recipe = Recipe.from_mapping(cfg.train)  # a DictConfig: every key of run.yaml's `train:`
+    assert recipe.optimizer == "sgd" and recipe.lr == 1.0 and isinstance(recipe.lr, float)
+    assert recipe.to_dict() == OmegaConf.to_container(cfg.train)
+    base = Recipe(optimizer="sgd", gamma=0.1)
+    assert Recipe.from_mapping({"lr": 0.05}, base) == Recipe(optimizer="sgd", lr=0.05, gamma=0.1)
+    assert Recipe.from_mapping(None, base) == base and Recipe.from_mapping(base) is base
+    with pytest.raises(UserInputError, match=r"train: unknown key\(s\) epochs; valid keys: optim"):
+        Recipe.from_mapping({"epochs": 3}, name="train")
+    with pytest.raises(UserInputError, match="optimizer must be one of adam, adamw, sgd, got 'x'"):
+        Recipe.from_mapping({"optimizer": "x"})
+    with pytest.raises(UserInputError, match="batch_size"):
+        Recipe(batch_size=0)
+
+
+def test_classifier_optimiser_follows_the_recipe() -> None:
+    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 3))
+    recipe = Recipe(optimizer="sgd", lr=0.2, weight_decay=0.01, step_size=2, gamma=0.3)
+    module = Classifier(net, recipe)
+    assert module.hparams == {"recipe": recipe.to_dict(), "multilabel": False}
+    out = module.configure_optimizers()
+    opt, sched = out["optimizer"], out["lr_scheduler"]
+    assert isinstance(opt, torch.optim.SGD) and opt.defaults["nesterov"]
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]
+    assert [len(g["params"]) for g in opt.param_groups] == [2, 4]  # weights | biases, BN
+    assert opt.param_groups[0]["lr"] == 0.2 and (sched.step_size, sched.gamma) == (2, 0.3)
+    plain = Classifier(net).configure_optimizers()  # Recipe(): Adam, constant rate
+    assert isinstance(plain, torch.optim.Adam) and plain.param_groups[0]["lr"] == 1e-3
 
 
 def test_embedded_default_reaches_90_percent(make_cfg, tmp_path) -> None:

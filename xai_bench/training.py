@@ -19,6 +19,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
 from xai_bench.models.lit import Classifier
+from xai_bench.models.recipe import Recipe
 from xai_bench.utils.io import atomic_write, atomic_write_json
 
 MODEL_FILE = "model.pt"
@@ -154,29 +155,18 @@ def train_classifier(
     datamodule: pl.LightningDataModule,
     out_dir: str | Path,
     trainer_kwargs: Mapping[str, Any],
-    max_epochs: int,
-    optimizer: str = "adam",
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    step_size: int = 0,
-    gamma: float = 0.5,
-    label_smoothing: float = 0.0,
+    recipe: Recipe,
     multilabel: bool = False,
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Fit ``net`` on the train split with :class:`Classifier` and :func:`fit_and_test`.
+    """Fit ``net`` on the train split with :class:`Classifier` and :func:`fit_and_test`, for
+    ``recipe.max_epochs`` epochs.
 
-    ``net`` is trained in place (the caller hands over a network it built for this).
+    ``net`` is trained in place (the caller hands over a network it built for this). The
+    recipe's ``batch_size`` and ``augment`` are the datamodule's: the caller builds it with them.
     """
-    module = Classifier(
-        net,
-        optimizer=optimizer,
-        lr=lr,
-        weight_decay=weight_decay,
-        step_size=step_size,
-        gamma=gamma,
-        multilabel=multilabel,
-        label_smoothing=label_smoothing,
+    module = Classifier(net, recipe, multilabel=multilabel)
+    return fit_and_test(
+        module, datamodule, out_dir, trainer_kwargs, recipe.max_epochs, seed, progress
     )
-    return fit_and_test(module, datamodule, out_dir, trainer_kwargs, max_epochs, seed, progress)

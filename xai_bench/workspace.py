@@ -23,6 +23,7 @@ from xai_bench.data.base import ImageDataModule
 from xai_bench.methods.base import Explainer
 from xai_bench.models.factory import build_model
 from xai_bench.models.meta import ModelMeta
+from xai_bench.models.recipe import Recipe
 from xai_bench.training import METRICS_FILE, MODEL_FILE, train_classifier
 from xai_bench.utils.configs import option_path
 from xai_bench.utils.distributed import is_distributed, local_rank
@@ -123,23 +124,19 @@ class Workspace:
         return instantiate(self.cfg.dataset.datamodule)
 
     def train(self, progress: bool = True) -> dict[str, float]:
-        """Train a fresh network into :attr:`checkpoint_dir` (resuming an interrupted run)."""
-        t = self.cfg.train
+        """Train a fresh network into :attr:`checkpoint_dir` (resuming an interrupted run) under
+        the ``train:`` :class:`~xai_bench.models.recipe.Recipe` (the dataset configs read its
+        ``batch_size`` as ``${train.batch_size}``)."""
+        recipe = Recipe.from_mapping(self.cfg.train, name="train")
         dm = self.datamodule
-        dm.augment = bool(t.augment)
+        dm.augment = recipe.augment
         try:
             return train_classifier(
                 self.fresh_net(),
                 dm,
                 self.checkpoint_dir,
                 trainer_kwargs=self.trainer_kwargs,
-                max_epochs=int(t.max_epochs),
-                optimizer=str(t.optimizer),
-                lr=float(t.lr),
-                weight_decay=float(t.weight_decay),
-                step_size=int(t.step_size),
-                gamma=float(t.gamma),
-                label_smoothing=float(t.label_smoothing),
+                recipe=recipe,
                 multilabel=bool(self.cfg.dataset.multilabel),
                 seed=self.seed,
                 progress=progress,

@@ -11,6 +11,7 @@ accuracy of both are compared.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ from torch import nn
 
 from xai_bench.benchmarks.base import Benchmark, Result
 from xai_bench.benchmarks.common import partial_store
-from xai_bench.models.groupcam_augment import GroupCAMAugment
+from xai_bench.models.groupcam_augment import FINETUNE_RECIPE, GroupCAMAugment
 from xai_bench.models.lit import Classifier, accuracy
+from xai_bench.models.recipe import Recipe
 from xai_bench.training import METRICS_FILE, MODEL_FILE, fit_and_test
 from xai_bench.utils.errors import UserInputError
 from xai_bench.utils.hashing import stable_hash, state_hash
@@ -63,14 +65,11 @@ class GroupCAMFinetune(Benchmark):
     reused, never retrained.
 
     Args:
-        optimizer: ``sgd`` (momentum 0.9, Nesterov), ``adam`` or ``adamw``.
-        lr: learning rate.
-        weight_decay: L2 weight decay (not on biases and norm parameters).
-        batch_size: training and evaluation batch size.
-        max_epochs: fine-tuning epochs.
-        step_size: epochs between learning-rate decays (0: constant).
-        gamma: learning-rate decay factor.
-        augment: the dataset's training augmentation (ImageNet: RandomResizedCrop + flip).
+        recipe: the fine-tuning recipe, a mapping of :class:`~xai_bench.models.recipe.Recipe`
+            fields (missing ones keep :data:`~xai_bench.models.groupcam_augment.FINETUNE_RECIPE`'s:
+            Nesterov SGD, lr 1e-3, 3 epochs); its ``batch_size`` is also the evaluation batch
+            size and its ``augment`` the dataset's training augmentation (ImageNet:
+            RandomResizedCrop + flip). ``max_epochs`` must be at least 1.
         p: probability that a training image is replaced by its Group-CAM blend.
         groups: Group-CAM channel groups (paper: 16).
         blur_kernel: Gaussian blur kernel size (paper: 51).
@@ -84,14 +83,7 @@ class GroupCAMFinetune(Benchmark):
 
     def __init__(
         self,
-        optimizer: str = "sgd",
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        batch_size: int = 128,
-        max_epochs: int = 3,
-        step_size: int = 0,
-        gamma: float = 0.1,
-        augment: bool = False,
+        recipe: Mapping[str, Any] | Recipe | None = None,
         p: float = 1.0,
         groups: int = 16,
         blur_kernel: int = 51,
@@ -101,18 +93,11 @@ class GroupCAMFinetune(Benchmark):
     ) -> None:
         if not 0.0 <= p <= 1.0:
             raise UserInputError(f"benchmark.p is a probability in [0, 1], got {p}")
-        if max_epochs < 1:
-            raise UserInputError(f"benchmark.max_epochs must be >= 1, got {max_epochs}")
-        self.recipe = {
-            "optimizer": str(optimizer),
-            "lr": float(lr),
-            "weight_decay": float(weight_decay),
-            "batch_size": int(batch_size),
-            "max_epochs": int(max_epochs),
-            "step_size": int(step_size),
-            "gamma": float(gamma),
-            "augment": bool(augment),
-        }
+        self.recipe = Recipe.from_mapping(recipe, FINETUNE_RECIPE, name="benchmark.recipe")
+        if self.recipe.max_epochs < 1:
+            raise UserInputError(
+                f"benchmark.recipe.max_epochs must be >= 1, got {self.recipe.max_epochs}"
+            )
         self.groupcam = {
             "p": float(p),
             "groups": int(groups),
@@ -124,8 +109,9 @@ class GroupCAMFinetune(Benchmark):
 
     def params(self, variant: str) -> dict[str, Any]:
         """What changes a variant's numbers (besides model, data and seed)."""
+        recipe = self.recipe.to_dict()
         extra = self.groupcam if variant == "groupcam" else {}
-        return {"variant": variant, **self.recipe, **extra}
+        return {"variant": variant, **recipe, **extra}
 
     def checkpoint_dir(self, ws: Workspace, variant: str, start: str) -> Path:
         """``<run_dir>/finetune/<variant>-<hash of recipe, starting weights, data, seed>``."""
@@ -155,16 +141,8 @@ class GroupCAMFinetune(Benchmark):
         """A fresh network holding the starting weights, in the variant's LightningModule."""
         net = ws.fresh_net()
         net.load_state_dict(ws.model.state_dict())
-        r = self.recipe
-        common = {
-            "optimizer": r["optimizer"],
-            "lr": r["lr"],
-            "weight_decay": r["weight_decay"],
-            "step_size": r["step_size"],
-            "gamma": r["gamma"],
-        }
         if variant == "plain":
-            return Classifier(net, **common)
+            return Classifier(net, self.recipe)
         return GroupCAMAugment(
             net,
             layer=str(ws.meta.cam_layer),
@@ -172,8 +150,8 @@ class GroupCAMFinetune(Benchmark):
             num_prefix_tokens=ws.meta.num_prefix_tokens,
             internal_batch_size=self.internal_batch_size,
             seed=ws.seed,
+            recipe=self.recipe,
             **self.groupcam,
-            **common,
         )
 
     def finetune(self, ws: Workspace, variant: str, out_dir: Path) -> tuple[dict[str, Any], bool]:
@@ -183,7 +161,7 @@ class GroupCAMFinetune(Benchmark):
         atomic_write_json(out_dir / RECIPE_FILE, self.params(variant))
         module = self.module(ws, variant)
         metrics = fit_and_test(
-            module, ws.datamodule, out_dir, ws.trainer_kwargs, self.recipe["max_epochs"],
+            module, ws.datamodule, out_dir, ws.trainer_kwargs, self.recipe.max_epochs,
             ws.seed, self.progress,
         )  # fmt: skip
         return metrics, False
@@ -196,7 +174,7 @@ class GroupCAMFinetune(Benchmark):
         def compute() -> pd.DataFrame:
             rows = []
             for split in ("val", "test"):
-                loader = ws.datamodule.dataloader(split, batch_size=self.recipe["batch_size"])
+                loader = ws.datamodule.dataloader(split, batch_size=self.recipe.batch_size)
                 for key, value in evaluate(ws.model, loader, ws.device).items():
                     rows.append({"metric": f"{split}_{key}", "value": value})
             return pd.DataFrame(rows)
@@ -207,7 +185,7 @@ class GroupCAMFinetune(Benchmark):
         self.check(ws)
         dm = ws.datamodule
         saved = dm.batch_size, dm.augment
-        dm.batch_size, dm.augment = self.recipe["batch_size"], self.recipe["augment"]
+        dm.batch_size, dm.augment = self.recipe.batch_size, self.recipe.augment
         try:
             weights = state_hash(ws.model)
             start = self.start_rows(ws, weights)
@@ -259,7 +237,7 @@ class GroupCAMFinetune(Benchmark):
         out: dict[str, Any] = {
             "start/val_acc": s["val_acc"],
             "start/test_acc": s["test_acc"],
-            "recipe": self.recipe,
+            "recipe": self.recipe.to_dict(),
             "groupcam": self.groupcam,
         }
         for variant, run in runs.items():

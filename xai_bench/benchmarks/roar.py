@@ -11,7 +11,7 @@ checkpoints, so an interrupted sweep loses at most one epoch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from xai_bench.methods.base import Explainer, MethodNotApplicableError
 from xai_bench.methods.postprocess import Postprocess
 from xai_bench.metrics.perturbation import check_choice, saliency_2d
 from xai_bench.metrics.removal import RANKINGS, ROAR_FILLS
+from xai_bench.models.recipe import Recipe
 from xai_bench.results.attributions import AttributionCache
 from xai_bench.results.partial import safe_key
 from xai_bench.training import train_classifier
@@ -55,9 +56,9 @@ class ROAR(Benchmark):
         fill: ``dataset_mean`` (RoarTorch), ``image_mean`` (OPPSD) or ``imagenet_mean`` (Hooker).
         target: class explained: ``predicted`` (Hooker, RoarTorch) or ``label`` (OPPSD).
         init: ``scratch`` (a new network per retrain) or ``finetune`` (from the model's weights).
-        optimizer, lr, weight_decay, batch_size, max_epochs, step_size, gamma, label_smoothing:
-            the retraining recipe (see :class:`~xai_bench.models.lit.Classifier`).
-        augment: random crop and flip applied after removal (Hooker); off for OPPSD/PRUNE.
+        recipe: the retraining recipe, a mapping of :class:`~xai_bench.models.recipe.Recipe`
+            fields (missing ones keep ``Recipe()``'s defaults); its ``augment`` is a random crop
+            and flip applied after removal (Hooker; off for OPPSD/PRUNE).
         train_limit: retrain on a seeded subset of this many train images (``None``: all).
         attribution_batch_size: images per attribution shard.
         dtype: storage of cached maps, ``float32`` or ``float16``.
@@ -77,15 +78,7 @@ class ROAR(Benchmark):
         fill: str = "dataset_mean",
         target: str = "predicted",
         init: str = "scratch",
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        batch_size: int = 128,
-        max_epochs: int = 10,
-        step_size: int = 0,
-        gamma: float = 0.5,
-        label_smoothing: float = 0.0,
-        augment: bool = False,
+        recipe: Mapping[str, Any] | Recipe | None = None,
         train_limit: int | None = None,
         attribution_batch_size: int = 64,
         dtype: str = "float32",
@@ -102,16 +95,16 @@ class ROAR(Benchmark):
         self.fill = check_choice(fill, ROAR_FILLS, "fill")
         self.target = check_target(target)
         self.init = check_choice(init, INITS, "init")
-        self.recipe = {
-            "optimizer": str(optimizer), "lr": float(lr), "weight_decay": float(weight_decay),
-            "batch_size": int(batch_size), "max_epochs": int(max_epochs),
-            "step_size": int(step_size), "gamma": float(gamma),
-            "label_smoothing": float(label_smoothing), "augment": bool(augment),
-            "train_limit": None if train_limit is None else int(train_limit), "init": init,
-        }  # fmt: skip
+        self.recipe = Recipe.from_mapping(recipe, name="benchmark.recipe")
+        self.train_limit = None if train_limit is None else int(train_limit)
         self.attribution_batch_size = int(attribution_batch_size)
         self.dtype = dtype
         self.progress = bool(progress)
+
+    def fingerprint_recipe(self) -> dict[str, Any]:
+        """What the retrains depend on besides data and maps, as one flat dict (part of the
+        partial results' fingerprint): the recipe's fields, ``train_limit`` and ``init``."""
+        return {**self.recipe.to_dict(), "train_limit": self.train_limit, "init": self.init}
 
     # ------------------------------------------------------------------ attribution caches
     def cache_key(self, ws: Workspace, method: str, split: str) -> dict[str, Any]:
@@ -186,7 +179,7 @@ class ROAR(Benchmark):
     ) -> pd.DataFrame:
         """Train on the modified train split into ``out_dir`` (resuming), test on modified test."""
         r = self.recipe
-        augment = roar_augmentation(dm.image_size) if r["augment"] else None
+        augment = roar_augmentation(dm.image_size) if r.augment else None
         datasets = {
             split: RemovedDataset(
                 dm.dataset(split),
@@ -200,16 +193,14 @@ class ROAR(Benchmark):
             )
             for split in SPLITS
         }
-        data = RoarDataModule(datasets, r["batch_size"], int(ws.cfg.num_workers), seed,
-                              r["train_limit"])  # fmt: skip
+        data = RoarDataModule(datasets, r.batch_size, int(ws.cfg.num_workers), seed,
+                              self.train_limit)  # fmt: skip
         net = ws.fresh_net(seed)
-        if r["init"] == "finetune":
+        if self.init == "finetune":
             net.load_state_dict({k: v.detach().cpu() for k, v in ws.model.state_dict().items()})
         metrics = train_classifier(
-            net, data, out_dir, ws.trainer_kwargs, r["max_epochs"], r["optimizer"], r["lr"],
-            r["weight_decay"], r["step_size"], r["gamma"], r["label_smoothing"],
-            bool(ws.meta.multilabel), seed, self.progress,
-        )  # fmt: skip
+            net, data, out_dir, ws.trainer_kwargs, r, bool(ws.meta.multilabel), seed, self.progress
+        )
         return pd.DataFrame(
             [{"metric": m, "value": float(metrics[m])} for m in RESULT_METRICS]
         ).assign(fraction=fraction, retrain_seed=seed)
@@ -217,7 +208,7 @@ class ROAR(Benchmark):
     # ------------------------------------------------------------------ run
     def run(self, ws: Workspace) -> Result:
         dm = ws.build_datamodule()
-        params = {"recipe": self.recipe, "fill": self.fill, "target": self.target,
+        params = {"recipe": self.fingerprint_recipe(), "fill": self.fill, "target": self.target,
                   "ranking": self.ranking, "postprocess": self.post_steps}  # fmt: skip
         store = partial_store(ws, params)
         base_acc = clean_accuracy(ws, dm)

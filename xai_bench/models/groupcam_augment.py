@@ -20,7 +20,11 @@ from torch import Tensor, nn
 
 from xai_bench.methods.groupcam import GroupCAM
 from xai_bench.models.lit import Classifier
+from xai_bench.models.recipe import Recipe
 from xai_bench.utils.blur import gaussian_blur
+
+# The fine-tuning defaults (GCAM §5 fine-tunes with SGD and decays the rate by 10).
+FINETUNE_RECIPE = Recipe(optimizer="sgd", lr=1e-3, weight_decay=1e-4, max_epochs=3, gamma=0.1)
 
 
 def binarise_at_mean(saliency: Tensor) -> Tensor:
@@ -86,7 +90,7 @@ class GroupCAMAugment(Classifier):
         internal_batch_size: Group-CAM's blended inputs per forward pass (``None``: all).
         seed: seed of the per-image draws when ``0 < p < 1`` (drawn from ``(seed, step, rank)``,
             so a resumed run draws the same images).
-        optimizer, lr, weight_decay, step_size, gamma, label_smoothing: as in ``Classifier``.
+        recipe: the training recipe, as in ``Classifier`` (default: :data:`FINETUNE_RECIPE`).
     """
 
     def __init__(
@@ -101,25 +105,16 @@ class GroupCAMAugment(Classifier):
         blur_sigma: float = 50.0,
         internal_batch_size: int | None = 256,
         seed: int = 0,
-        optimizer: str = "sgd",
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        step_size: int = 0,
-        gamma: float = 0.1,
-        label_smoothing: float = 0.0,
+        recipe: Recipe | None = None,
     ) -> None:
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p is a probability in [0, 1], got {p}")
-        super().__init__(
-            net,
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            step_size=step_size,
-            gamma=gamma,
-            multilabel=False,
-            label_smoothing=label_smoothing,
-        )
+        super().__init__(net, recipe if recipe is not None else FINETUNE_RECIPE, multilabel=False)
+        own = {"layer": layer, "reshape": reshape, "num_prefix_tokens": int(num_prefix_tokens),
+               "p": float(p), "groups": int(groups), "blur_kernel": int(blur_kernel),
+               "blur_sigma": float(blur_sigma), "internal_batch_size": internal_batch_size,
+               "seed": int(seed)}  # fmt: skip
+        self.save_hyperparameters({**self.hparams, **own})  # plain types only, as Classifier's
         self.explainer = GroupCAM(
             net,
             layer=layer,

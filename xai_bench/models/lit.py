@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from xai_bench.models.recipe import Recipe
+
 
 def accuracy(logits: Tensor, labels: Tensor, multilabel: bool) -> Tensor:
     """Top-1 accuracy, or for multi-label data the share of images whose top class is present."""
@@ -19,33 +21,26 @@ def accuracy(logits: Tensor, labels: Tensor, multilabel: bool) -> Tensor:
 
 
 class Classifier(pl.LightningModule):
-    """Trains ``net`` with cross-entropy (or BCE for multi-label data).
+    """Trains ``net`` with cross-entropy (or BCE for multi-label data) under a :class:`Recipe`.
+
+    The recipe is kept as :attr:`recipe`; the checkpoint's hyper-parameters hold it as a plain
+    dict (``hparams.recipe``), since resumed checkpoints are loaded with ``weights_only=True``.
 
     Args:
         net: the network (owned by this module during training).
-        optimizer: ``adam``, ``adamw`` or ``sgd`` (momentum 0.9, Nesterov).
-        lr: learning rate.
-        weight_decay: L2 weight decay.
-        step_size: epochs between learning-rate decays (StepLR), or 0 for none.
-        gamma: learning-rate decay factor.
+        recipe: optimiser, learning rate, weight decay, schedule and label smoothing
+            (default: ``Recipe()``); its ``batch_size``, ``max_epochs`` and ``augment`` are
+            applied by the caller's datamodule and trainer.
         multilabel: independent sigmoid outputs (VOC, COCO, shapes_multi).
-        label_smoothing: cross-entropy label smoothing.
     """
 
     def __init__(
-        self,
-        net: nn.Module,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        step_size: int = 0,
-        gamma: float = 0.5,
-        multilabel: bool = False,
-        label_smoothing: float = 0.0,
+        self, net: nn.Module, recipe: Recipe | None = None, multilabel: bool = False
     ) -> None:
         super().__init__()
         self.net = net
-        self.save_hyperparameters(ignore=["net"])
+        self.recipe = recipe if recipe is not None else Recipe()
+        self.save_hyperparameters({"recipe": self.recipe.to_dict(), "multilabel": bool(multilabel)})
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -53,7 +48,7 @@ class Classifier(pl.LightningModule):
     def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         if self.hparams.multilabel:
             return F.binary_cross_entropy_with_logits(logits, labels.float())
-        return F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        return F.cross_entropy(logits, labels, label_smoothing=self.recipe.label_smoothing)
 
     def _step(self, batch: dict[str, Any], stage: str) -> Tensor:
         logits = self(batch["image"])
@@ -75,24 +70,22 @@ class Classifier(pl.LightningModule):
         self._step(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
+        r = self.recipe
         decay, no_decay = [], []
         for p in self.net.parameters():
             if p.requires_grad:
                 (no_decay if p.ndim <= 1 else decay).append(p)
         groups = [
-            {"params": decay, "weight_decay": hp.weight_decay},
+            {"params": decay, "weight_decay": r.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
-        if hp.optimizer == "adam":
-            opt = torch.optim.Adam(groups, lr=hp.lr)
-        elif hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(groups, lr=hp.lr)
-        elif hp.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=0.9, nesterov=True)
-        else:
-            raise ValueError(f"unknown optimizer '{hp.optimizer}' (adam, adamw, sgd)")
-        if hp.step_size <= 0:
+        if r.optimizer == "adam":
+            opt = torch.optim.Adam(groups, lr=r.lr)
+        elif r.optimizer == "adamw":
+            opt = torch.optim.AdamW(groups, lr=r.lr)
+        else:  # "sgd" (Recipe checks the name)
+            opt = torch.optim.SGD(groups, lr=r.lr, momentum=0.9, nesterov=True)
+        if r.step_size <= 0:
             return opt
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.gamma)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=r.step_size, gamma=r.gamma)
         return {"optimizer": opt, "lr_scheduler": sched}
