@@ -177,3 +177,14 @@ def test_recipe_block_keeps_the_flat_fingerprint(make_cfg) -> None:
         "max_epochs": 5, "step_size": 3, "gamma": 0.5, "label_smoothing": 0.0,
         "augment": False, "train_limit": 3000, "init": "scratch",
     }  # fmt: skip
+
+
+def test_one_channel_map_in_value_mode_ranks_whole_pixels() -> None:
+    x = torch.randn(2, 3, 4, 4)
+    sal = torch.rand(2, 4, 4)
+    keys = torch.tensor([0, 1])
+    per_pixel = remove(x, sal, 0.25, "image_mean", MEAN, STD, keys=keys)
+    one_channel = remove(x, sal[:, None], 0.25, "image_mean", MEAN, STD, keys=keys)
+    assert torch.equal(per_pixel, one_channel)
+    changed = (per_pixel != x).any(1)  # a removed pixel loses all its channels
+    assert changed.sum() == 2 * 4 and ((per_pixel != x).sum(1)[changed] == 3).all()
