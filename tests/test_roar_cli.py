@@ -93,3 +93,16 @@ def test_data_parallel_maps_and_scores_equal_single_process(tmp_path: Path) -> N
         table = pd.read_csv(path)
         acc[t] = table[table.metric == "test_acc"][["method", "value"]].to_numpy().tolist()
     assert len(acc["cpu"]) == 2 and acc["cpu"] == acc["ddp_cpu"]
+
+    # a real DDP retrain (2 processes, gloo) on the cached maps: they are not recomputed
+    stamps = [p.stat().st_mtime_ns for p in maps["ddp_cpu"]]
+    retrain = tuple(a.replace("max_epochs=0", "max_epochs=1") for a in (*args, "trainer=ddp_cpu"))
+    proc = start(tmp_path / "ddp_cpu", retrain)
+    log, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, log[-3000:]
+    assert [p.stat().st_mtime_ns for p in maps["ddp_cpu"]] == stamps
+    (path,) = [p for p in runs["ddp_cpu"].rglob("results.csv") if p.parent != run_dir]
+    table = pd.read_csv(path)
+    epochs = table[table.metric == "epochs"]["value"].tolist()
+    assert epochs == [1.0, 1.0] and table[table.metric == "test_acc"]["value"].between(0, 1).all()
+    assert len(list(path.parent.rglob("retrain/*/model.pt"))) == 2
