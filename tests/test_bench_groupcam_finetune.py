@@ -176,7 +176,8 @@ def test_recipe_block_keys_the_checkpoints(make_cfg) -> None:
     assert bench.params("plain") == {
         "variant": "plain", "optimizer": "sgd", "lr": 1e-3, "weight_decay": 1e-4,
         "batch_size": 128, "max_epochs": 3, "step_size": 0, "gamma": 0.1, "augment": False,
-        "label_smoothing": 0.0,
+        "label_smoothing": 0.0, "milestones": [], "warmup_epochs": 0.0, "momentum": 0.9,
+        "nesterov": False,
     }  # fmt: skip
     smooth = gft.GroupCAMFinetune(recipe={"label_smoothing": 0.1})  # the rest: FINETUNE_RECIPE
     assert smooth.recipe == replace(FINETUNE_RECIPE, label_smoothing=0.1)

@@ -169,13 +169,14 @@ def test_roar_rejects_bad_settings(make_cfg, tmp_path) -> None:
         run(make_cfg(*TINY, "benchmark.recipe.optimizer=rmsprop"), tmp_path / "d")
 
 
-def test_recipe_block_keeps_the_flat_fingerprint(make_cfg) -> None:
-    """The nested ``recipe:`` fingerprints retrains with the same flat dict as before."""
+def test_recipe_block_fingerprints_every_recipe_field(make_cfg) -> None:
+    """Every recipe field (and init, train_limit) is in the retrains' fingerprint."""
     bench = build_benchmark(make_cfg("benchmark=roar").benchmark)
     assert bench.fingerprint_recipe() == {
         "optimizer": "adam", "lr": 3e-3, "weight_decay": 1e-4, "batch_size": 32,
         "max_epochs": 5, "step_size": 3, "gamma": 0.5, "label_smoothing": 0.0,
-        "augment": False, "train_limit": 3000, "init": "scratch",
+        "augment": False, "milestones": [], "warmup_epochs": 0.0, "momentum": 0.9,
+        "nesterov": True, "train_limit": 3000, "init": "scratch",
     }  # fmt: skip
 
 

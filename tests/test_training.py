@@ -84,6 +84,49 @@ def test_classifier_optimiser_follows_the_recipe() -> None:
     assert isinstance(plain, torch.optim.Adam) and plain.param_groups[0]["lr"] == 1e-3
 
 
+def test_recipe_schedule_known_answers() -> None:
+    """Milestones x gamma per epoch and a linear per-step warm-up (OPPSD, Hooker et al.)."""
+    r = Recipe(optimizer="sgd", milestones=[2, 4], gamma=0.1, warmup_epochs=1)
+    factors = [r.lr_factor(step, steps_per_epoch=10) for step in (0, 4, 9, 10, 19, 20, 39, 40)]
+    assert factors == pytest.approx([0.1, 0.5, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01])
+    assert Recipe(step_size=3, gamma=0.5).lr_factor(35, 5) == 0.25  # epoch 7: two decays
+    assert Recipe().lr_factor(1000, 7) == 1.0
+    with pytest.raises(UserInputError, match="not both"):
+        Recipe(milestones=[3], step_size=2)
+    with pytest.raises(UserInputError, match="milestones must increase"):
+        Recipe(milestones=[5, 3])
+    assert Recipe.from_mapping({"milestones": [30, 60]}).to_dict()["milestones"] == [30, 60]
+
+
+def test_scheduled_training_ends_at_the_decayed_rate(tmp_path) -> None:
+    """A real fit: 3 epochs with milestones [1, 2] (x 0.5 each) and SGD without Nesterov end
+    at lr x 0.25; the optimiser state resumes from the checkpoint as a plain dict."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    class Data(pl.LightningDataModule):
+        def train_dataloader(self) -> DataLoader:
+            g = torch.Generator().manual_seed(0)
+            x, y = torch.randn(40, 4, generator=g), torch.randint(0, 3, (40,), generator=g)
+            items = [{"image": x[i], "label": y[i]} for i in range(40)]
+            return DataLoader(items, batch_size=8)
+
+    recipe = Recipe(optimizer="sgd", lr=0.2, milestones=[1, 2], gamma=0.5, warmup_epochs=0.5,
+                    nesterov=False, max_epochs=3)  # fmt: skip
+    module = Classifier(nn.Linear(4, 3), recipe)
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module, datamodule=Data())
+    opt = trainer.optimizers[0]
+    assert not opt.defaults["nesterov"] and opt.defaults["momentum"] == 0.9
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.2 * 0.25)
+    assert trainer.lr_scheduler_configs[0].interval == "step"
+    assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 15  # 3 epochs x 5 steps
+    trainer.save_checkpoint(tmp_path / "last.ckpt")  # resumes load with weights_only=True
+    state = torch.load(tmp_path / "last.ckpt", weights_only=True)["lr_schedulers"][0]
+    assert state["last_epoch"] == 15
+
+
 def test_embedded_default_reaches_90_percent(make_cfg, tmp_path) -> None:
     """The README's figure: the embedded ResNet-8 on shapes reaches >= 90% test accuracy."""
     cfg = make_cfg(

@@ -67,7 +67,7 @@ class GroupCAMFinetune(Benchmark):
     Args:
         recipe: the fine-tuning recipe, a mapping of :class:`~xai_bench.models.recipe.Recipe`
             fields (missing ones keep :data:`~xai_bench.models.groupcam_augment.FINETUNE_RECIPE`'s:
-            Nesterov SGD, lr 1e-3, 3 epochs); its ``batch_size`` is also the evaluation batch
+            momentum SGD, lr 1e-3, 3 epochs); its ``batch_size`` is also the evaluation batch
             size and its ``augment`` the dataset's training augmentation (ImageNet:
             RandomResizedCrop + flip). ``max_epochs`` must be at least 1.
         p: probability that a training image is replaced by its Group-CAM blend.

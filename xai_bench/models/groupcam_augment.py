@@ -24,7 +24,9 @@ from xai_bench.models.recipe import Recipe
 from xai_bench.utils.blur import gaussian_blur
 
 # The fine-tuning defaults (GCAM §5 fine-tunes with SGD and decays the rate by 10).
-FINETUNE_RECIPE = Recipe(optimizer="sgd", lr=1e-3, weight_decay=1e-4, max_epochs=3, gamma=0.1)
+FINETUNE_RECIPE = Recipe(
+    optimizer="sgd", lr=1e-3, weight_decay=1e-4, max_epochs=3, gamma=0.1, nesterov=False
+)
 
 
 def binarise_at_mean(saliency: Tensor) -> Tensor:

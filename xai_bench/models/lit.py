@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytorch_lightning as pl
@@ -84,7 +85,15 @@ class Classifier(pl.LightningModule):
         elif r.optimizer == "adamw":
             opt = torch.optim.AdamW(groups, lr=r.lr)
         else:  # "sgd" (Recipe checks the name)
-            opt = torch.optim.SGD(groups, lr=r.lr, momentum=0.9, nesterov=True)
+            nesterov = r.nesterov and r.momentum > 0
+            opt = torch.optim.SGD(groups, lr=r.lr, momentum=r.momentum, nesterov=nesterov)
+        if r.milestones or r.warmup_epochs > 0:  # per-step schedule: warm-up and milestones
+            epochs = max(1, int(self.trainer.max_epochs or 1))
+            per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // epochs)
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, partial(r.lr_factor, steps_per_epoch=per_epoch)
+            )
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         if r.step_size <= 0:
             return opt
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=r.step_size, gamma=r.gamma)

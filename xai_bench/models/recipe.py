@@ -23,13 +23,20 @@ class Recipe:
     (``lr: 1`` in a YAML file becomes ``1.0``), so equal recipes hash equally.
 
     Attributes:
-        optimizer: ``adam``, ``adamw`` or ``sgd`` (momentum 0.9, Nesterov).
+        optimizer: ``adam``, ``adamw`` or ``sgd``.
         lr: learning rate.
         weight_decay: L2 weight decay, not applied to biases and norm parameters (1-d tensors).
         batch_size: training batch size. The caller's datamodule applies it.
         max_epochs: training epochs (0: no optimiser step; the network stays as it starts).
         step_size: epochs between learning-rate decays (StepLR), or 0 for a constant rate.
-        gamma: learning-rate decay factor of StepLR.
+        gamma: learning-rate decay factor (StepLR or milestones).
+        milestones: epochs at which the rate is multiplied by ``gamma`` (MultiStepLR; OPPSD
+            60/120/160, Hooker et al. 30/60/80); replaces ``step_size``.
+        warmup_epochs: linear warm-up of the rate over this many epochs, per step (OPPSD 1,
+            Hooker et al. 5); 0 for none.
+        momentum: SGD momentum.
+        nesterov: Nesterov momentum for SGD (Hooker et al.; plain momentum in OPPSD and
+            Group-CAM).
         label_smoothing: cross-entropy label smoothing (ignored for multi-label data).
         augment: random augmentation of the training images. The caller's datamodule applies
             it (the dataset's own augmentation; ROAR's crop and flip after removal).
@@ -44,12 +51,18 @@ class Recipe:
     gamma: float = 0.5
     label_smoothing: float = 0.0
     augment: bool = False
+    milestones: tuple[int, ...] = ()
+    warmup_epochs: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = True
 
     def __post_init__(self) -> None:
         for f in fields(self):
             cast, value = type(f.default), getattr(self, f.name)
             if cast is bool and not isinstance(value, bool | int):  # bool("false") is True
                 raise UserInputError(f"{f.name} must be true or false, got {value!r}")
+            if cast is tuple:
+                value = tuple(int(v) for v in value)
             object.__setattr__(self, f.name, cast(value))
         if self.optimizer not in OPTIMIZERS:
             raise UserInputError(
@@ -59,6 +72,27 @@ class Recipe:
             raise UserInputError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_epochs < 0:
             raise UserInputError(f"max_epochs must be >= 0, got {self.max_epochs}")
+        if self.milestones and self.step_size > 0:
+            raise UserInputError("give either milestones or step_size, not both")
+        if list(self.milestones) != sorted(set(self.milestones)) or self.warmup_epochs < 0:
+            raise UserInputError(
+                f"milestones must increase and warmup_epochs be >= 0, got {list(self.milestones)}"
+                f" and {self.warmup_epochs}"
+            )
+
+    def lr_factor(self, step: int, steps_per_epoch: int) -> float:
+        """Multiplier of ``lr`` at optimiser step ``step`` (0-based): the decay of the step's
+        epoch (StepLR or milestones) times the linear warm-up."""
+        epoch = step // max(1, steps_per_epoch)
+        if self.milestones:
+            decays = sum(epoch >= m for m in self.milestones)
+        else:
+            decays = epoch // self.step_size if self.step_size > 0 else 0
+        factor = self.gamma**decays
+        warmup_steps = self.warmup_epochs * steps_per_epoch
+        if warmup_steps > 0:
+            factor *= min(1.0, (step + 1) / warmup_steps)
+        return factor
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -100,4 +134,6 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain ``{field: value}`` (for hashing, JSON and Lightning hyper-parameters)."""
-        return asdict(self)
+        out = asdict(self)
+        out["milestones"] = list(self.milestones)
+        return out
