@@ -1,6 +1,10 @@
 """Write summary.csv and summary.md (headline metrics per benchmark, methods as columns, and the
 list of figures) for every finished run under an outputs folder, and print the markdown.
 
+Numbers are means per experiment, benchmark, model, dataset, metric, method variant (label,
+config, hash) and condition (stage, fraction, seed...; see
+``xai_bench.results.summary.condition_columns``), never across them.
+
 Usage: python scripts/summarize.py [outputs/embedded]
 """
 

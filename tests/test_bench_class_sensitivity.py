@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from xai_bench.benchmarks.class_sensitivity import ClassSensitivity
-from xai_bench.benchmarks.common import EvalBatch
+from xai_bench.engine.batches import EvalBatch
 from xai_bench.methods.gradient import Gradient
 from xai_bench.methods.random import RandomAttribution
 from xai_bench.results.partial import PartialStore
@@ -48,8 +48,8 @@ def _chunk(bench: ClassSensitivity, model: nn.Module, explainer, x: torch.Tensor
     with torch.no_grad():
         logits = model(x)
     batch = EvalBatch(0, x, logits.argmax(1), logits, {"index": torch.arange(len(x))})
-    ws = SimpleNamespace(identity={"experiment": "t", "model": "linear", "method": "-"})
-    return bench._chunk(ws, "m", explainer, batch)  # type: ignore[arg-type]
+    ctx = SimpleNamespace(model=model, meta=None, seed=0)
+    return bench.score(ctx, explainer, batch)  # type: ignore[arg-type]
 
 
 def test_known_answers_on_a_mirrored_linear_model() -> None:
@@ -79,12 +79,16 @@ def test_constant_maps_and_errors() -> None:
         ClassSensitivity(metrics=["pearson"])
     with pytest.raises(ValueError, match="constant_maps"):
         ClassSensitivity(constant_maps="zero")
+    meta = SimpleNamespace(name="m", input_size=(3, 32, 32), num_classes=1)
+    with pytest.raises(ValueError, match="at least two classes"):
+        ClassSensitivity(hog_cell=8).check(SimpleNamespace(meta=meta))  # type: ignore[arg-type]
 
 
 def test_class_sensitivity_end_to_end(make_cfg, tmp_path, monkeypatch) -> None:
     cfg = make_cfg(*TINY)
     out = run(cfg, tmp_path / "x")
     assert out["cached"] is False and out["n_images"] == 8 and out["skipped"] == {}
+    assert out["headline"] == {"spearman": False, "hog_spearman": False}
     assert (tmp_path / "x" / "class_sensitivity.png").stat().st_size > 10_000
     table = pd.read_csv(tmp_path / "x" / "results.csv")
     assert len(table) == 3 * 8 * 2 and (table.class_max != table.class_min).all()

@@ -13,7 +13,7 @@ import torch
 
 import xai_bench.benchmarks.groupcam_finetune as gft
 from xai_bench.methods.groupcam import GroupCAM
-from xai_bench.models.groupcam_augment import FINETUNE_RECIPE, GroupCAMAugment, groupcam_blend
+from xai_bench.training.groupcam_augment import FINETUNE_RECIPE, GroupCAMAugment, groupcam_blend
 from xai_bench.models.small import ResNet8
 from xai_bench.run import build_benchmark, run
 from xai_bench.utils.blur import gaussian_blur

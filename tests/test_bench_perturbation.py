@@ -3,6 +3,7 @@ orders and tie-breaks, fills, AUC, batching invariance, and end-to-end run / cac
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 from types import SimpleNamespace
@@ -14,12 +15,12 @@ import torch
 from scipy.ndimage import gaussian_filter
 from torch import Tensor, nn
 
-import xai_bench.benchmarks.deletion_insertion as di_module
-import xai_bench.benchmarks.pixel_perturbation as pp_module
-from xai_bench.benchmarks.common import EvalBatch
+import xai_bench.engine.benchmark as engine_module
+import xai_bench.engine.jobs as jobs_module
 from xai_bench.benchmarks.deletion_insertion import DeletionInsertion
 from xai_bench.benchmarks.pixel_perturbation import PixelPerturbation
-from xai_bench.methods.postprocess import Postprocess
+from xai_bench.engine.batches import EvalBatch
+from xai_bench.methods.spec import MethodSet, MethodSpec
 from xai_bench.metrics.perturbation import (
     blur_image,
     fill_values,
@@ -32,6 +33,7 @@ from xai_bench.metrics.perturbation import (
     step_counts,
     trapezoid_auc,
 )
+from xai_bench.metrics.postprocess import Postprocess
 from xai_bench.run import run
 
 F64 = torch.float64
@@ -172,7 +174,7 @@ def test_deletion_insertion_oracle_known_answer() -> None:
     batch, ws = make_batch(model, x), fake_ws(model)
     bench = DeletionInsertion(step_reference_size=None, step_pixels=1, blur="gcam")
     runs = {
-        name: bench.chunk(ws, explainer, batch, step=1)  # type: ignore[arg-type]
+        name: bench.score(ws, explainer, batch)  # type: ignore[arg-type]
         for name, explainer in (("oracle", oracle), ("noise", seeded_noise))
     }
     # oracle deletion: after k <= 9 square pixels s = (9 - k) / 9, then the square is gone
@@ -198,7 +200,7 @@ def test_constant_and_nan_maps_give_the_random_order() -> None:
     ranked = torch.empty(3, SIZE * SIZE).scatter_(1, perm, torch.arange(64.0, 0, -1).expand(3, 64))
 
     def run_map(m: Tensor) -> pd.DataFrame:
-        return bench.chunk(ws, lambda xx, t: m, batch, step=3)  # type: ignore[arg-type]
+        return bench.score(ws, lambda xx, t: m, batch)  # type: ignore[arg-type]
 
     random_rows = run_map(ranked.view(3, 1, SIZE, SIZE))
     const_rows = run_map(torch.full((3, 3, SIZE, SIZE), 0.25))
@@ -207,7 +209,7 @@ def test_constant_and_nan_maps_give_the_random_order() -> None:
     assert np.array_equal(nan_rows.value.to_numpy(), random_rows.value.to_numpy())
     assert not nan_rows.value.isna().any()
     assert nan_rows.map_nonfinite.eq(1).all() and const_rows.map_nonfinite.eq(0).all()
-    summary = bench.summary(nan_rows.assign(method="nan"), {})
+    summary = bench.summarize(nan_rows.assign(method="nan"))
     assert summary["nonfinite_maps"] == {"nan": 3} and math.isfinite(summary["nan/overall"])
     partly = oracle(x, batch.target)
     partly[:, :, LO, LO] = math.nan  # a NaN pixel is the least important one
@@ -235,16 +237,15 @@ def test_batched_equals_per_image_and_internal_batch_size() -> None:
         DeletionInsertion(step_fraction=0.1, internal_batch_size=None, blur="rise"),
         PixelPerturbation(fractions=[0.05, 0.2], internal_batch_size=None, fill="blur"),
     ):
-        args = () if isinstance(bench, PixelPerturbation) else (7,)
-        whole = bench.chunk(ws, lambda xx, t: maps, full, *args)  # type: ignore[arg-type]
+        whole = bench.score(ws, lambda xx, t: maps, full)  # type: ignore[arg-type]
         bench.internal_batch_size = 3  # chunked forward passes: the same numbers
-        chunked = bench.chunk(ws, lambda xx, t: maps, full, *args)  # type: ignore[arg-type]
+        chunked = bench.score(ws, lambda xx, t: maps, full)  # type: ignore[arg-type]
         assert np.allclose(chunked.value, whole.value, atol=1e-12, rtol=0)
         parts = []
         for i in range(4):  # one image at a time, with the same map and key
             one = make_batch(model, x[i : i + 1], full.sample["index"][i : i + 1])
             m = maps[i : i + 1]
-            parts.append(bench.chunk(ws, lambda xx, t, m=m: m, one, *args))  # type: ignore[arg-type]
+            parts.append(bench.score(ws, lambda xx, t, m=m: m, one))  # type: ignore[arg-type]
         single = pd.concat(parts)
         cols = [c for c in keys if c in whole] + (["fraction"] if "fraction" in whole else [])
         a = whole.sort_values(cols).value.to_numpy()
@@ -259,8 +260,8 @@ def test_pixel_perturbation_oracle_known_answer() -> None:
     fractions = [0.02, 0.1, 0.5, 0.85]  # 1, 6, 32, 54 pixels: all fit outside the square
     least = PixelPerturbation(fractions=fractions, order="least_first")
     most = PixelPerturbation(fractions=fractions, order="most_first")
-    lerf = least.chunk(ws, oracle, batch)  # type: ignore[arg-type]
-    morf = most.chunk(ws, oracle, batch)  # type: ignore[arg-type]
+    lerf = least.score(ws, oracle, batch)  # type: ignore[arg-type]
+    morf = most.score(ws, oracle, batch)  # type: ignore[arg-type]
     assert values(lerf, "output_change").max() == 0.0 and values(lerf, "auc").max() == 0.0
     # most important first: k square pixels to the image mean m_c -> change = k/9 (1 - mean m)
     k = np.minimum(fraction_counts(64, fractions).numpy(), 9)
@@ -270,20 +271,24 @@ def test_pixel_perturbation_oracle_known_answer() -> None:
     assert (values(morf, "auc") > 0.1).all()
     # y = 0 makes |y' - y| / |y| undefined: NaN rows, counted in the summary
     zero = make_batch(model, torch.zeros(2, 3, SIZE, SIZE, dtype=F64))
-    rows = least.chunk(ws, oracle, zero).assign(method="z")  # type: ignore[arg-type]
+    rows = least.score(ws, oracle, zero).assign(method="z")  # type: ignore[arg-type]
     assert rows.value.isna().all()
-    assert least.summary(rows, {})["undefined_rows"] == {"z": 8}
+    assert least.summarize(rows)["undefined_rows"] == {"z": 8}
 
 
 def test_tidy_table_lists_skipped_methods() -> None:
-    ws = SimpleNamespace(identity={"experiment": "e", "model": "m", "method": "own", "seed": 0})
-    rows = pd.DataFrame({"index": [1], "metric": ["auc"], "value": [0.5], "method": ["gradient"]})
-    table = pp_module.tidy_table(ws, "bench", [rows], {"gradcam": "needs a CNN"})  # type: ignore[arg-type]
-    assert list(table.columns[:7]) == [
-        "experiment", "model", "seed", "benchmark", "method", "metric", "value",
+    methods = MethodSet([MethodSpec.create(n, {"_target_": "x"}) for n in ("gradient", "gradcam")])
+    ctx = SimpleNamespace(identity={"experiment": "e", "model": "m"}, seed=0, methods=methods)
+    rows = pd.DataFrame({"index": [1], "metric": ["auc"], "value": [0.5]})
+    rows = rows.assign(**methods[0].identity)
+    table = jobs_module.tidy_table(ctx, "bench", rows, {"gradcam": "needs a CNN"})  # type: ignore[arg-type]
+    assert list(table.columns[:10]) == [
+        "experiment", "model", "seed", "benchmark", "method", "method_config", "method_hash",
+        "metric", "value", "index",
     ]  # fmt: skip
     skipped = table[table.method == "gradcam"].iloc[0]
     assert skipped.metric == "applicable" and skipped.value == 0 and skipped.note == "needs a CNN"
+    assert skipped.method_hash == methods[1].hash and skipped.method_config == "gradcam"
 
 
 # --------------------------------------------------------------------------- end to end
@@ -292,7 +297,10 @@ TINY = (
     "benchmark.n_images=4", "benchmark.batch_size=2", "benchmark.methods=[gradient,gradcam,random]",
 )  # fmt: skip
 EXTRA = {"pixel_perturbation": (), "deletion_insertion": ("benchmark.step_fraction=0.1",)}
-MODULES = {"pixel_perturbation": pp_module, "deletion_insertion": di_module}
+MODULES = {
+    "pixel_perturbation": "xai_bench.benchmarks.pixel_perturbation",
+    "deletion_insertion": "xai_bench.benchmarks.deletion_insertion",
+}
 
 
 @pytest.mark.parametrize("name", ["pixel_perturbation", "deletion_insertion"])
@@ -308,9 +316,9 @@ def test_end_to_end_run_cache_and_resume(name, make_cfg, tmp_path, monkeypatch) 
     assert all(math.isfinite(v) for k, v in summary.items() if "/" in k)
     assert run(cfg, tmp_path / "full")["cached"] is True
 
-    module = MODULES[name]
+    module = importlib.import_module(MODULES[name])
     stores, calls = [], {"n": 0}
-    real_store = module.partial_store if name == "pixel_perturbation" else module.make_store
+    real_store = engine_module.chunk_store
     real_scores = module.perturbation_scores
 
     def store(*args, **kwargs):
@@ -323,9 +331,7 @@ def test_end_to_end_run_cache_and_resume(name, make_cfg, tmp_path, monkeypatch) 
             raise KeyboardInterrupt("interrupted")
         return real_scores(*args, **kwargs)
 
-    monkeypatch.setattr(
-        module, "partial_store" if name == "pixel_perturbation" else "make_store", store
-    )
+    monkeypatch.setattr(engine_module, "chunk_store", store)
     monkeypatch.setattr(module, "perturbation_scores", failing)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "resumed")
@@ -335,6 +341,8 @@ def test_end_to_end_run_cache_and_resume(name, make_cfg, tmp_path, monkeypatch) 
     assert len(stores[1].loaded) == 2 and len(stores[1].computed) == 4  # 2 batches x 3 methods
     resumed = pd.read_csv(tmp_path / "resumed" / "results.csv")
     pd.testing.assert_frame_equal(resumed, table)
-    assert {k: v for k, v in again.items() if k not in ("run_dir", "figures", "cached")} == {
-        k: v for k, v in out.items() if k not in ("run_dir", "figures", "cached")
+    assert (again["chunks_loaded"], again["chunks_computed"]) == (2, 4)
+    engine_keys = ("run_dir", "figures", "cached", "chunks_loaded", "chunks_computed")
+    assert {k: v for k, v in again.items() if k not in engine_keys} == {
+        k: v for k, v in out.items() if k not in engine_keys
     }

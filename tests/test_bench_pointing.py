@@ -15,8 +15,8 @@ from scipy.ndimage import gaussian_filter
 from torch import Tensor, nn
 
 from tests.test_datasets_real import solid, voc_xml, write_coco
-from xai_bench.benchmarks.common import subset_indices
 from xai_bench.benchmarks.pointing_game import PointingGame
+from xai_bench.engine.batches import subset_indices
 from xai_bench.methods.base import Explainer
 from xai_bench.methods.random import RandomAttribution
 from xai_bench.metrics.pointing import (
@@ -28,6 +28,7 @@ from xai_bench.metrics.pointing import (
     mask_hits,
 )
 from xai_bench.run import run
+from xai_bench.utils.errors import UserInputError
 from xai_bench.workspace import Workspace
 
 K = 4  # classes of the crafted cases
@@ -346,10 +347,40 @@ def test_run_cached_and_resume_after_interruption(make_cfg, tmp_path, monkeypatc
     assert a["value"].notna().all() and a["value"].between(0, 1).all()
 
 
+def test_two_labelled_variants_of_one_method(make_cfg, tmp_path: Path) -> None:
+    """Two entries of gradcam in `benchmark.methods` give two rows each with its own label and
+    hash; the variant without the ReLU points elsewhere on some pairs; smooth_methods selects
+    by label."""
+    methods = "[{name:gradcam,label:gc_a},{name:gradcam,label:gc_b,relu:false}]"
+    args = bench_args(methods=methods, n_images=12, batch_size=4, tolerance=4)
+    cfg = make_cfg("benchmark=pointing_game", *SHAPES, *args, "benchmark.center_baseline=false")
+    out = run(cfg, tmp_path / "run")
+    table = pd.read_csv(tmp_path / "run" / "results.csv")
+    acc = table[table.metric == "accuracy"].set_index("method")
+    assert list(acc.index) == ["gc_a", "gc_b"]
+    assert set(acc.method_config) == {"gradcam"}
+    assert acc.loc["gc_a", "method_hash"] != acc.loc["gc_b", "method_hash"]
+    assert out["chunks_computed"] == 6 and out["n_pairs"] == 24
+    assert set(out) >= {"accuracy/gc_a", "accuracy/gc_b", "hit_rate/gc_b", "headline"}
+    assert out["headline"] == {"accuracy": True, "hit_rate": True}
+    # the chunks are keyed by label and hash: each variant has its own
+    chunks = sorted(p.name for p in (tmp_path / "run" / "partial").rglob("*.csv"))
+    assert [c.split("-")[0] for c in chunks] == ["gc_a"] * 3 + ["gc_b"] * 3
+    # smoothing selects by label: only gc_b is blurred, gc_a keeps its numbers
+    smooth = bench_args(smooth_sigma=0.1, smooth_methods="[gc_b]", center_baseline="false")
+    run(make_cfg("benchmark=pointing_game", *SHAPES, *args, *smooth), tmp_path / "smooth")
+    blurred = pd.read_csv(tmp_path / "smooth" / "results.csv")
+    for method, same in (("gc_a", True), ("gc_b", False)):
+        a = table[table.method == method].value.to_numpy()
+        b = blurred[blurred.method == method].value.to_numpy()
+        assert bool(len(a) == len(b) and (a == b).all()) is same, method
+
+
 def test_dataset_without_boxes_or_masks_is_refused(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg("benchmark=pointing_game", "model=mlp", "dataset=digits", "model.weights=random")
-    with pytest.raises(ValueError, match="coco2017, shapes, shapes_multi, voc07"):
+    with pytest.raises(UserInputError, match="needs object boxes; dataset 'digits' has none") as err:
         run(cfg, tmp_path / "digits")
+    assert "\n" not in str(err.value)
     cfg = make_cfg(
         "benchmark=pointing_game",
         *TINY,
@@ -446,5 +477,5 @@ def test_coco2017_files_masks_versus_boxes(make_cfg, tmp_path: Path) -> None:
         "dataset.image_size=32",
         f"dataset.datamodule.root={tmp_path}/voc",
     )
-    with pytest.raises(ValueError, match="gt=masks"):
+    with pytest.raises(UserInputError, match="gt=masks"):
         run(make_cfg("benchmark=pointing_game", *voc, "benchmark.gt=masks"), tmp_path / "vocm")

@@ -5,24 +5,21 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-from xai_bench.benchmarks.sanity_checks import (
-    METRICS,
-    SanityChecks,
-    aggregate,
-    compare,
-    map_views,
-)
+from xai_bench.benchmarks.sanity_checks import METRICS, SanityChecks, compare, map_views
+from xai_bench.metrics.aggregate import aggregate
 from xai_bench.models.layers import UnknownLayerError
 from xai_bench.models.randomize import cascade, independent, randomized_copy
 from xai_bench.models.small import ResNet8
 from xai_bench.results.partial import PartialStore
 from xai_bench.run import run
+from xai_bench.workspace import Workspace
 
 BLOCKS = ["fc", "layer3", "layer2", "layer1", "stem"]
 DATA = ("dataset.datamodule.n_train=96", "dataset.datamodule.n_val=32",
@@ -163,8 +160,12 @@ def test_sanity_checks_end_to_end_on_a_trained_model(make_cfg, tmp_path, monkeyp
     cfg = make_cfg(*TRAINED, *BENCH)
     out = run(cfg, tmp_path / "x")
     assert out["cached"] is False and out["stages"] == ["original", *BLOCKS]
+    assert out["headline"] == {m: False for m in out["metrics"]}
     table = pd.read_csv(tmp_path / "x" / "results.csv")
     assert len(table) == 2 * 6 * 8 * 4 and table.value.notna().all()
+    assert set(table["mode"]) == {"cascading"} and set(table["init"]) == {"normal"}
+    assert table.groupby("stage", sort=False).stage_index.first().to_dict() == {
+        s: i for i, s in enumerate(["original", *BLOCKS])}  # fmt: skip
     assert json.loads((tmp_path / "x" / "summary.json").read_text())["n_images"] == 8
     for method in ("gradient", "random"):
         assert (tmp_path / "x" / f"sanity_checks_{method}.png").stat().st_size > 10_000
@@ -208,6 +209,9 @@ def test_inapplicable_method_independent_default_init_original_target(make_cfg, 
     out = run(cfg, tmp_path / "x")
     assert list(out["skipped"]) == ["gradcam"] and "CAM layer" in out["skipped"]["gradcam"]
     table = pd.read_csv(tmp_path / "x" / "results.csv")
+    skipped = table[table.metric == "applicable"]  # one row of the engine, with the reason
+    assert skipped.method.tolist() == ["gradcam"] and skipped.value.tolist() == [0.0]
+    table = table[table.metric != "applicable"]
     assert set(table.method) == {"gradient"} and list(table.stage.unique()) == [
         "original", "fc1", "fc0"]  # fmt: skip
     assert (table.groupby("image").target.nunique() == 1).all()  # the trained model's class
@@ -218,3 +222,33 @@ def test_inapplicable_method_independent_default_init_original_target(make_cfg, 
         SanityChecks(metrics=["pearson"])
     with pytest.raises(ValueError, match="mode must be one of"):
         SanityChecks(mode="cumulative")
+
+
+def test_two_variants_of_one_method_are_two_methods(make_cfg, tmp_path) -> None:
+    """Two Grad-CAM layers of one config: two labels, hashes, row sets and figures."""
+    cfg = make_cfg(
+        "model.net.widths=[4,8,8]", "model.weights=random", *DATA, "benchmark=sanity_checks",
+        "benchmark.methods=[gradcam,{name:gradcam,layer:layer2}]", "benchmark.n_images=4",
+        "benchmark.batch_size=4", "benchmark.hog_cell=8", "benchmark.blocks=[fc,layer3]",
+    )  # fmt: skip
+    # through the engine: the run's model is never randomised in place
+    ctx = Workspace(cfg, tmp_path / "x").context()
+    state = _state(ctx.model)
+    bench = SanityChecks(n_images=4, batch_size=4, hog_cell=8, blocks=["fc", "layer3"])
+    assert bench.run(ctx).summary["chunks_computed"] == 2 * 3  # methods x stages, one batch
+    assert not _changed(ctx.model, state)
+    out = run(cfg, tmp_path / "x")  # the same chunks, from the config
+    assert out["chunks_loaded"] == 2 * 3 and out["chunks_computed"] == 0
+    labels = ["gradcam", "gradcam(layer=layer2)"]
+    table = pd.read_csv(tmp_path / "x" / "results.csv", dtype={"method_hash": str})
+    ids = table[["method", "method_config", "method_hash"]].drop_duplicates()
+    assert ids.method.tolist() == labels and ids.method_hash.nunique() == 2
+    assert set(ids.method_config) == {"gradcam"}
+    assert (table.groupby("method").size() == 3 * 4 * 4).all()  # stages x images x metrics
+    assert [Path(f).name for f in out["figures"]] == [
+        "sanity_checks_gradcam.png", "sanity_checks_gradcam_layer=layer2_.png"]  # fmt: skip
+    assert all(Path(f).stat().st_size > 10_000 for f in out["figures"])
+    assert {r["method"] for r in out["aggregate"]} == set(labels)
+    # the layer changes the maps: the two variants' rows differ
+    values = table.pivot_table("value", ["stage", "image", "metric"], "method")
+    assert not values[labels[0]].equals(values[labels[1]])

@@ -1,6 +1,6 @@
 """Every method config x {CNN, ViT, MLP}: the explainer contract, batching and model safety.
 
-Method configs are found by globbing ``configs/method``, so a new method is tested here as soon
+Method configs are found by globbing ``xai_bench/configs/method``, so a new method is tested here as soon
 as its config exists.
 """
 

@@ -39,7 +39,7 @@ def vit_ws(tmp_path_factory):
 def test_vit_b16_maps(vit_ws, method: str) -> None:
     ws, net = vit_ws
     params = {"groups": 4} if method == "groupcam" else {}
-    explainer = ws.explainer_named(method, model=net, **params)
+    explainer = ws.explainer(net, {"name": method, **params})
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     out = explainer(x, torch.tensor([3]))
     assert out.shape[-2:] == (224, 224) and out.shape[1] in (1, 3)
@@ -58,4 +58,4 @@ def test_vit_b16_maps(vit_ws, method: str) -> None:
 def test_vit_b16_refusals_say_why(vit_ws, method: str) -> None:
     ws, net = vit_ws
     with pytest.raises(MethodNotApplicableError, match=REFUSES_VIT[method]):
-        ws.explainer_named(method, model=net)
+        ws.explainer(net, method)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xai_bench.methods.postprocess import Postprocess
+from xai_bench.metrics.postprocess import Postprocess
 
 
 def test_channel_reductions_known_answers() -> None:

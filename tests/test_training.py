@@ -9,8 +9,8 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from xai_bench.models.lit import Classifier
-from xai_bench.models.recipe import Recipe
+from xai_bench.training.lit import Classifier
+from xai_bench.training.recipe import Recipe
 from xai_bench.run import run
 from xai_bench.utils.errors import UserInputError
 from xai_bench.workspace import Workspace

@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from xai_bench.resolvers import register_resolvers
-from xai_bench.utils.configs import CONFIG_DIR
+from xai_bench.utils.configs import CONFIG_PATH
 
 # Resolvers must exist wherever a config is resolved, also in launcher subprocesses that
 # unpickle the task function, so they are registered when this module is imported.
@@ -57,7 +57,7 @@ def check_launch(cfg: DictConfig) -> None:
         )
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="run")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="run")
 def _main(cfg: DictConfig) -> float | None:
     from xai_bench.run import run
 

@@ -10,7 +10,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from xai_bench.benchmarks.base import Benchmark
+from xai_bench.engine.benchmark import Task
 from xai_bench.results.store import RunStore
 from xai_bench.utils.distributed import is_global_zero
 from xai_bench.utils.errors import UserInputError
@@ -20,10 +20,13 @@ from xai_bench.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
+METHODS_KEY = "resolved_methods"  # config.yaml: every method spec, fully resolved
 
-def build_benchmark(node: DictConfig) -> Benchmark:
-    """Instantiate a benchmark config (its ``name`` key labels the config, not the class)."""
-    params = {k: v for k, v in node.items() if k != "name"}
+
+def build_benchmark(node: DictConfig) -> Task:
+    """Instantiate a benchmark config. Its ``name`` labels the config, and ``methods`` is read
+    by :func:`~xai_bench.method_specs.resolve_methods`, not by the class."""
+    params = {k: v for k, v in node.items() if k not in ("name", "methods")}
     try:
         return instantiate(OmegaConf.create(params))
     except InstantiationException as err:
@@ -32,12 +35,18 @@ def build_benchmark(node: DictConfig) -> Benchmark:
         raise
 
 
-def changed_keys(saved: Path, cfg: DictConfig) -> list[str]:
-    """Top-level sections of ``cfg`` that differ from the config saved beside a result."""
+def saved_config(cfg: DictConfig, ws: Workspace) -> dict[str, Any]:
+    """The resolved config with every method spec fully resolved (``config.yaml``)."""
+    out = OmegaConf.to_container(cfg, resolve=True)
+    out[METHODS_KEY] = ws.methods.resolved()  # type: ignore[index]
+    return out  # type: ignore[return-value]
+
+
+def changed_keys(saved: Path, new: dict[str, Any]) -> list[str]:
+    """Top-level sections of ``new`` that differ from the config saved beside a result."""
     if not saved.is_file():
         return []
     old = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
-    new = OmegaConf.to_container(cfg, resolve=True)
     ignore = {"force", "device", "num_workers", "paths", "hydra"}
     keys = (set(old) | set(new)) - ignore  # type: ignore[arg-type]
     return sorted(k for k in keys if old.get(k) != new.get(k))  # type: ignore[union-attr]
@@ -50,9 +59,11 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """
     run_dir = Path(run_dir)
     store = RunStore(run_dir)
+    ws = Workspace(cfg, run_dir)
+    resolved = saved_config(cfg, ws)  # method specs fail here, before any computation
     if store.done and not cfg.force:
         log.info("finished results found in %s (force=true recomputes)", run_dir)
-        changed = changed_keys(run_dir / "config.yaml", cfg)
+        changed = changed_keys(run_dir / "config.yaml", resolved)
         if changed:
             log.warning(
                 "the finished results in %s were computed with a different config (%s differ); "
@@ -64,9 +75,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     seed_everything(int(cfg.seed))
     benchmark = build_benchmark(cfg.benchmark)
     if is_global_zero():
-        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    ws = Workspace(cfg, run_dir)
-    result = benchmark.run(ws)
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    result = benchmark.run(ws.context())
     summary = {**result.summary, "figures": result.figures}
     if is_global_zero():  # in a data-parallel run every rank holds the same gathered results
         store.save(result.table, summary)

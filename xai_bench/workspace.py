@@ -1,31 +1,32 @@
-"""The config/code boundary: builds a run's model, data, explainer and trainer from its config.
+"""The config/code boundary: builds a run's model, data, methods and trainer from its config.
 
-Benchmarks receive a :class:`Workspace` and never see the config; everything here is lazy, so
-a benchmark that needs no explainer never builds one.
+Benchmarks and tasks never see the config: they receive the :class:`RunContext` that
+:meth:`Workspace.context` builds. Everything here is lazy, so a task that needs no explainer or
+model never builds one.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from xai_bench.data.base import ImageDataModule
+from xai_bench.engine.context import RunContext
+from xai_bench.method_specs import own_method, resolve_entry, resolve_methods
 from xai_bench.methods.base import Explainer
+from xai_bench.methods.spec import MethodSet
 from xai_bench.models.factory import build_model
 from xai_bench.models.meta import ModelMeta
-from xai_bench.models.recipe import Recipe
-from xai_bench.training import METRICS_FILE, MODEL_FILE, train_classifier
-from xai_bench.utils.configs import option_path
+from xai_bench.training.fit import METRICS_FILE, MODEL_FILE, train_classifier
+from xai_bench.training.recipe import Recipe
 from xai_bench.utils.distributed import is_distributed, local_rank
 from xai_bench.utils.hashing import stable_hash
 
@@ -84,14 +85,51 @@ class Workspace:
 
     @property
     def identity(self) -> dict[str, Any]:
-        """Names that label every result row of this run."""
+        """Names that label every result row of this run (the method columns come from specs)."""
         return {
             "experiment": self.cfg.experiment_name,
             "model": self.cfg.model.name,
             "dataset": self.cfg.dataset.name,
-            "method": self.cfg.method.name,
-            "seed": self.seed,
         }
+
+    @cached_property
+    def methods(self) -> MethodSet:
+        """The run's method specs (``benchmark.methods``, else ``method``), resolved once."""
+        return resolve_methods(self.cfg)
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the evaluated model and data: the base of every cache key."""
+        model = OmegaConf.to_container(self.cfg.model, resolve=True)
+        data = OmegaConf.to_container(self.cfg.dataset, resolve=True)
+        data["datamodule"] = {  # type: ignore[index]
+            k: v
+            for k, v in data["datamodule"].items()  # type: ignore[index]
+            if k not in ("root", "num_workers", "batch_size", "download")
+        }
+        out = {"model": model, "dataset": data}
+        if self.cfg.model.weights == "trained":  # the checkpoint key covers the training recipe
+            out["checkpoint"] = self.checkpoint_dir.name
+        return out
+
+    def context(self) -> RunContext:
+        """The config-free :class:`RunContext` that benchmarks and tasks receive."""
+        return RunContext(
+            run_dir=self.run_dir,
+            meta=self.meta,
+            methods=self.methods,
+            load_model=lambda: self.model,
+            make_datamodule=self.build_datamodule,
+            make_net=self.fresh_net,
+            device=self.device,
+            seed=self.seed,
+            identity=self.identity,
+            fingerprint=self.fingerprint,
+            trainer_kwargs=self.trainer_kwargs,
+            num_workers=int(self.cfg.num_workers),
+            attribution_dir=Path(self.cfg.paths.attribution_dir),
+            trainer=self,
+        )
 
     def fresh_net(self, seed: int | None = None) -> nn.Module:
         """A newly built, randomly initialised network (seeded by ``seed``, default the run's)."""
@@ -125,7 +163,7 @@ class Workspace:
 
     def train(self, progress: bool = True) -> dict[str, float]:
         """Train a fresh network into :attr:`checkpoint_dir` (resuming an interrupted run) under
-        the ``train:`` :class:`~xai_bench.models.recipe.Recipe` (the dataset configs read its
+        the ``train:`` :class:`~xai_bench.training.recipe.Recipe` (the dataset configs read its
         ``batch_size`` as ``${train.batch_size}``)."""
         recipe = Recipe.from_mapping(self.cfg.train, name="train")
         dm = self.datamodule
@@ -170,52 +208,9 @@ class Workspace:
         )
         return net.to(self.device)
 
-    def explainer(self, model: nn.Module | None = None) -> Explainer:
-        """The configured method bound to ``model`` (default: :attr:`model`)."""
-        return self._build_explainer(self.cfg.method, model)
-
-    def explainer_named(
-        self,
-        name: str,
-        model: nn.Module | None = None,
-        fit_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
-        **params: Any,
-    ) -> Explainer:
-        """Another method by config name (``configs/method/<name>.yaml``), for this model.
-
-        Args:
-            name: method config name; the run's own method uses its (possibly overridden) node.
-            model: the model to explain (default: :attr:`model`).
-            fit_batches: ``(x, y)`` batches for methods fitted from data (PatternNet,
-                calibrated PruneGrad); default: the method's ``fit_split`` of the datamodule.
-            params: explainer arguments that replace the config's (e.g. ``black_value=-1``).
-        """
-        if name == str(self.cfg.method.name):
-            node = copy.deepcopy(self.cfg.method)
-        else:
-            cfg = copy.deepcopy(self.cfg)
-            with open_dict(cfg):
-                cfg.method = OmegaConf.load(option_path("method", name))
-            node = cfg.method
-        if params:
-            with open_dict(node):
-                for key, value in params.items():
-                    node.explainer[key] = value
-        return self._build_explainer(node, model, fit_batches)
-
-    def _build_explainer(
-        self,
-        method: DictConfig,
-        model: nn.Module | None,
-        fit_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
-    ) -> Explainer:
-        factory = instantiate(method.explainer)
-        explainer = factory(model=self.model if model is None else model, meta=self.meta)
-        if explainer.needs_data:
-            if fit_batches is None:
-                loader = self.datamodule.dataloader(explainer.fit_split)
-                fit_batches = (
-                    (b["image"].to(self.device), b["label"].to(self.device)) for b in loader
-                )
-            explainer.fit(fit_batches)
-        return explainer
+    def explainer(self, model: nn.Module | None = None, entry: Any = None) -> Explainer:
+        """An explainer bound to ``model`` (default: :attr:`model`): of a ``methods`` entry
+        (a config name or a mapping with ``name``, ``label`` and overrides), by default the
+        run's own ``method`` with its overrides."""
+        spec = own_method(self.cfg) if entry is None else resolve_entry(self.cfg, entry)
+        return self.context().explainer(spec, self.model if model is None else model)

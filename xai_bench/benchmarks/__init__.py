@@ -1,1 +1,1 @@
-"""Benchmarks: each is one module plus ``configs/benchmark/<name>.yaml``."""
+"""Benchmarks: each is one module plus ``xai_bench/configs/benchmark/<name>.yaml``."""

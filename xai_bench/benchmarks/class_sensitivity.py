@@ -14,40 +14,29 @@ Lower is more class-sensitive: a method that ignores the target (e.g. ``random``
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from matplotlib.figure import Figure
 from torch import Tensor
 
-from xai_bench.benchmarks.base import Benchmark, Result
-from xai_bench.benchmarks.common import (
-    EvalBatch,
-    batch_chunks,
-    explainers,
-    method_config,
-    method_names,
-    partial_store,
-)
-from xai_bench.benchmarks.sanity_checks import CONSTANT_MAPS, aggregate
+from xai_bench.engine.batches import BatchPlan, EvalBatch
+from xai_bench.engine.benchmark import EvalBenchmark
+from xai_bench.engine.context import RunContext
 from xai_bench.methods.base import Explainer
-from xai_bench.methods.postprocess import Postprocess
+from xai_bench.metrics.aggregate import aggregate, check_constant_maps
+from xai_bench.metrics.postprocess import Postprocess
 from xai_bench.metrics.similarity import hog_spearman, spearman
-from xai_bench.viz.figures import save_figure
-from xai_bench.workspace import Workspace
+from xai_bench.viz.sanity import class_sensitivity_bars
 
 METRICS = ("spearman", "hog_spearman")
 
 
-class ClassSensitivity(Benchmark):
+class ClassSensitivity(EvalBenchmark):
     """``benchmark=class_sensitivity``: similarity of the max- and min-class maps per image.
 
     Args:
-        methods: method config names; empty means the run's own ``method``.
         n_images: images of ``split`` (a seeded subset; ``None`` = all).
         batch_size: images per explainer call.
         split: data split.
@@ -63,11 +52,11 @@ class ClassSensitivity(Benchmark):
     """
 
     name = "class_sensitivity"
-    higher_is_better = False
+    headline = {"spearman": False, "hog_spearman": False}
+    runtime_params = ("postprocess", "hog_postprocess")
 
     def __init__(
         self,
-        methods: Sequence[str] = (),
         n_images: int | None = 32,
         batch_size: int = 32,
         split: str = "test",
@@ -80,56 +69,26 @@ class ClassSensitivity(Benchmark):
         unknown = [m for m in metrics if m not in METRICS]
         if unknown or not metrics:
             raise ValueError(f"unknown metrics {unknown} (known: {list(METRICS)})")
-        if constant_maps not in CONSTANT_MAPS:
-            raise ValueError(f"constant_maps must be one of {CONSTANT_MAPS}, got '{constant_maps}'")
-        self.methods = list(methods)
-        self.n_images = None if n_images is None else int(n_images)
-        self.batch_size, self.split = int(batch_size), split
+        n = None if n_images is None else int(n_images)
+        # the maps are those of the argmax and argmin classes, whatever the batch's target
+        self.plan = BatchPlan(split, n, int(batch_size), "predicted")
         self.metrics = list(metrics)
-        self.postprocess = Postprocess(list(postprocess))
-        self.hog_postprocess = Postprocess(list(hog_postprocess))
+        self.postprocess_steps = [s if isinstance(s, str) else dict(s) for s in postprocess]
+        self.hog_postprocess_steps = [s if isinstance(s, str) else dict(s) for s in hog_postprocess]
+        self.postprocess = Postprocess(self.postprocess_steps)
+        self.hog_postprocess = Postprocess(self.hog_postprocess_steps)
         self.hog_cell = int(hog_cell)
-        self.constant_maps = constant_maps
+        self.constant_maps = check_constant_maps(constant_maps)
 
-    def run(self, ws: Workspace) -> Result:
-        _, h, w = ws.meta.input_size
+    def check(self, ctx: RunContext) -> None:
+        _, h, w = ctx.meta.input_size
         if "hog_spearman" in self.metrics and min(h, w) < 3 * self.hog_cell:
             raise ValueError(
                 f"hog_cell={self.hog_cell} needs images of at least {3 * self.hog_cell} px "
-                f"(3x3-cell blocks); {ws.meta.name} inputs are {h}x{w}: lower hog_cell"
+                f"(3x3-cell blocks); {ctx.meta.name} inputs are {h}x{w}: lower hog_cell"
             )
-        if ws.meta.num_classes < 2:
+        if ctx.meta.num_classes < 2:
             raise ValueError("class sensitivity needs a model with at least two classes")
-        names = method_names(ws, self.methods)
-        params = {
-            **{k: repr(v) if isinstance(v, Postprocess) else v for k, v in vars(self).items()},
-            "method_configs": {n: method_config(ws, n) for n in names},
-        }
-        store = partial_store(ws, params)
-        built = list(explainers(ws, self.methods))
-        skipped = {name: note for name, e, note in built if e is None}
-        jobs = [
-            (f"method={name}", partial(self._chunk, ws, name, explainer))
-            for name, explainer, _ in built
-            if explainer is not None
-        ]
-        parts = batch_chunks(ws, store, jobs, self.split, self.n_images, self.batch_size)
-        frames = [rows for _, _, rows in parts]
-        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        aggregates = aggregate(table, ["method", "metric"]) if len(table) else []
-        figures = [str(self._figure(aggregates, ws.run_dir / "class_sensitivity.png"))]
-        summary: dict[str, Any] = {
-            "metrics": self.metrics,
-            "n_images": int(table["image"].nunique()) if len(table) else 0,
-            "aggregate": aggregates,
-            "skipped": skipped,
-            "postprocess": repr(self.postprocess),
-            "hog_postprocess": repr(self.hog_postprocess),
-            "chunks_loaded": len(store.loaded),
-            "chunks_computed": len(store.computed),
-        }
-        summary.update({f"{r['metric']}/{r['method']}": r["mean"] for r in aggregates})
-        return Result(table, summary, figures)
 
     def similarities(self, a: Tensor, b: Tensor) -> dict[str, Tensor]:
         """Each metric per sample ``[B]`` between two batches of raw maps."""
@@ -142,40 +101,29 @@ class ClassSensitivity(Benchmark):
             out["hog_spearman"] = hog_spearman(ha, hb, self.hog_cell, defined=defined)
         return out
 
-    def _chunk(
-        self, ws: Workspace, name: str, explainer: Explainer, batch: EvalBatch
-    ) -> pd.DataFrame:
+    def score(self, ctx: RunContext, explainer: Explainer, batch: EvalBatch) -> pd.DataFrame:
+        """Rows of one batch: each metric between the argmax- and the argmin-class maps."""
         top, bottom = batch.logits.argmax(1), batch.logits.argmin(1)
         values = self.similarities(explainer(batch.x, top), explainer(batch.x, bottom))
-        identity = {k: v for k, v in ws.identity.items() if k != "method"}
-        context = {**identity, "benchmark": self.name, "method": name}
         images, tops, bottoms = batch.sample["index"].tolist(), top.tolist(), bottom.tolist()
         rows = [
-            {**context, "image": i, "class_max": hi, "class_min": lo, "metric": metric, "value": v}
+            {"image": i, "class_max": hi, "class_min": lo, "metric": metric, "value": v}
             for metric, vals in values.items()
-            for i, hi, lo, v in zip(images, tops, bottoms, vals.tolist())
+            for i, hi, lo, v in zip(images, tops, bottoms, vals.tolist(), strict=True)
         ]
         return pd.DataFrame(rows)
 
-    def _figure(self, aggregates: list[dict[str, Any]], path: Path) -> Path:
-        methods = list(dict.fromkeys(r["method"] for r in aggregates))
-        fig = Figure(figsize=(6, 0.35 * max(len(methods), 1) * len(self.metrics) + 1.2))
-        ax = fig.subplots()
-        height = 0.8 / len(self.metrics)
-        for j, metric in enumerate(self.metrics):
-            rec = {r["method"]: r for r in aggregates if r["metric"] == metric}
-            ys = [i + j * height for i in range(len(methods))]
-            means = [_num(rec.get(m, {}).get("mean")) for m in methods]
-            stds = [_num(rec.get(m, {}).get("std")) for m in methods]
-            ax.barh(ys, means, height=height, xerr=stds, label=metric, capsize=2)
-        ax.set_yticks([i + 0.4 - height / 2 for i in range(len(methods))], methods, fontsize=8)
-        ax.axvline(0.0, color="k", lw=0.6)
-        ax.set_xlim(-1.05, 1.05)
-        ax.set_xlabel("Spearman(max-class map, min-class map); lower = more class-sensitive")
-        ax.invert_yaxis()
-        ax.legend(fontsize=7)
-        return save_figure(fig, path)
+    def summarize(self, rows: pd.DataFrame) -> dict[str, Any]:
+        aggregates = aggregate(rows, ["method", "metric"])
+        summary: dict[str, Any] = {
+            "metrics": self.metrics,
+            "aggregate": aggregates,
+            "postprocess": repr(self.postprocess),
+            "hog_postprocess": repr(self.hog_postprocess),
+        }
+        summary.update({f"{r['metric']}/{r['method']}": r["mean"] for r in aggregates})
+        return summary
 
-
-def _num(v: float | None) -> float:
-    return math.nan if v is None else float(v)
+    def draw(self, rows: pd.DataFrame, run_dir: Path) -> list[Path]:
+        aggregates = aggregate(rows, ["method", "metric"], warn=False)
+        return [class_sensitivity_bars(aggregates, self.metrics, run_dir / f"{self.name}.png")]

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 
-from xai_bench.benchmarks.base import Benchmark, Result
-from xai_bench.methods.base import MethodNotApplicableError, input_gradient
+from xai_bench.engine.benchmark import Benchmark, Result
+from xai_bench.engine.context import RunContext
+from xai_bench.engine.jobs import build_explainers, tidy_table
+from xai_bench.methods.base import input_gradient
 from xai_bench.utils.memory import peak_bytes, reset_peak
-from xai_bench.viz.figures import save_figure
-from xai_bench.workspace import Workspace
+from xai_bench.viz.efficiency import time_ratios
 
 
 def measure(
@@ -47,7 +47,6 @@ class Efficiency(Benchmark):
     """``benchmark=efficiency``: runtime and memory of methods, absolute and as floor ratios.
 
     Args:
-        methods: method config names; empty means the run's own ``method``.
         batch_size: images per call (OPPSD's timing used 32).
         repeats: timed calls per method (the median is reported).
         warmup: untimed calls before timing.
@@ -55,31 +54,29 @@ class Efficiency(Benchmark):
     """
 
     name = "efficiency"
-    higher_is_better = False
+    headline = {"time_ratio_to_fwd_bwd": False, "memory_ratio_to_fwd_bwd": False}
 
     def __init__(
         self,
-        methods: Sequence[str] = (),
         batch_size: int = 32,
         repeats: int = 5,
         warmup: int = 1,
         inputs: str = "data",
     ) -> None:
-        self.methods = list(methods)
         self.batch_size = int(batch_size)
         self.repeats = int(repeats)
         self.warmup = int(warmup)
         self.inputs = inputs
 
-    def _batch(self, ws: Workspace) -> torch.Tensor:
+    def _batch(self, ctx: RunContext) -> torch.Tensor:
         if self.inputs == "random":
-            gen = torch.Generator().manual_seed(ws.seed)
-            return torch.randn(self.batch_size, *ws.meta.input_size, generator=gen).to(ws.device)
-        batch = next(iter(ws.datamodule.dataloader("test", batch_size=self.batch_size)))
-        return batch["image"].to(ws.device)
+            gen = torch.Generator().manual_seed(ctx.seed)
+            return torch.randn(self.batch_size, *ctx.meta.input_size, generator=gen).to(ctx.device)
+        batch = next(iter(ctx.datamodule.dataloader("test", batch_size=self.batch_size)))
+        return batch["image"].to(ctx.device)
 
-    def run(self, ws: Workspace) -> Result:
-        model, x = ws.model, self._batch(ws)
+    def run(self, ctx: RunContext) -> Result:
+        model, x = ctx.model, self._batch(ctx)
         with torch.no_grad():
             target = model(x).argmax(1)
         n = x.shape[0]
@@ -89,24 +86,20 @@ class Efficiency(Benchmark):
                 return model(x)
 
         timings = {
-            "forward": measure(forward, ws.device, self.repeats, self.warmup),
+            "forward": measure(forward, ctx.device, self.repeats, self.warmup),
             "forward_backward": measure(
-                lambda: input_gradient(model, x, target), ws.device, self.repeats, self.warmup
+                lambda: input_gradient(model, x, target), ctx.device, self.repeats, self.warmup
             ),
         }
-        skipped = {}
-        for name in self.methods or [str(ws.cfg.method.name)]:
-            try:
-                explainer = ws.explainer_named(name)
-            except MethodNotApplicableError as err:
-                skipped[name] = str(err)
-                continue
-            timings[name] = measure(
-                lambda e=explainer: e(x, target), ws.device, self.repeats, self.warmup
+        built, skipped = build_explainers(ctx)
+        labels = {}
+        for spec, explainer in built:
+            labels[spec.label] = spec
+            timings[spec.label] = measure(
+                lambda e=explainer: e(x, target), ctx.device, self.repeats, self.warmup
             )
         floor_s, floor_m = timings["forward_backward"]
         rows = []
-        identity = {k: v for k, v in ws.identity.items() if k != "method"}
         for name, (sec, mem) in timings.items():
             values = {
                 "seconds_per_image": sec / n,
@@ -114,23 +107,13 @@ class Efficiency(Benchmark):
                 "time_ratio_to_fwd_bwd": sec / floor_s,
                 "memory_ratio_to_fwd_bwd": mem / floor_m if floor_m > 0 else float("nan"),
             }
-            context = {**identity, "benchmark": self.name, "method": name, "batch_size": n}
+            method = labels[name].identity if name in labels else {"method": name}
             for metric, value in values.items():
-                rows.append({**context, "device": str(ws.device), "metric": metric, "value": value})
-        table = pd.DataFrame(rows)
-        path = self._figure(table, ws.run_dir / "efficiency.png")
-        summary = {"device": str(ws.device), "batch_size": n, "skipped": skipped}
+                rows.append({**method, "batch_size": n, "device": str(ctx.device),
+                             "metric": metric, "value": value})  # fmt: skip
+        table = tidy_table(ctx, self.name, pd.DataFrame(rows), skipped)
+        path = time_ratios(table, ctx.run_dir / "efficiency.png")
+        summary = {"device": str(ctx.device), "batch_size": n, "skipped": skipped,
+                   "headline": dict(self.headline)}  # fmt: skip
         summary.update({f"time_ratio/{k}": v[0] / floor_s for k, v in timings.items()})
         return Result(table, summary, [str(path)])
-
-    @staticmethod
-    def _figure(table: pd.DataFrame, path) -> object:
-        ratios = table[table.metric == "time_ratio_to_fwd_bwd"]
-        fig = Figure(figsize=(6, 0.3 * len(ratios) + 1.2))
-        ax = fig.subplots()
-        ax.barh(ratios.method, ratios.value)
-        ax.axvline(1.0, color="k", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_xlabel("time / (forward + backward)")
-        ax.invert_yaxis()
-        return save_figure(fig, path)

@@ -3,7 +3,7 @@
 The paper fine-tunes a trained ResNet-50 for 20 epochs on images whose regions outside the
 forward-only Group-CAM map of the label are blurred, and reports top-1 76.15 -> 76.74. Here the
 evaluated model's weights are fine-tuned twice under the same recipe: ``plain`` (the images as
-they are) and ``groupcam`` (:class:`~xai_bench.models.groupcam_augment.GroupCAMAugment`), and
+they are) and ``groupcam`` (:class:`~xai_bench.training.groupcam_augment.GroupCAMAugment`), and
 the validation accuracy after every epoch (epoch 0 = the starting model) and the final test
 accuracy of both are compared.
 """
@@ -24,10 +24,10 @@ from torch import nn
 
 from xai_bench.benchmarks.base import Benchmark, Result
 from xai_bench.benchmarks.common import partial_store
-from xai_bench.models.groupcam_augment import FINETUNE_RECIPE, GroupCAMAugment
-from xai_bench.models.lit import Classifier, accuracy
-from xai_bench.models.recipe import Recipe
-from xai_bench.training import METRICS_FILE, MODEL_FILE, fit_and_test
+from xai_bench.training.groupcam_augment import FINETUNE_RECIPE, GroupCAMAugment
+from xai_bench.training.lit import Classifier, accuracy
+from xai_bench.training.recipe import Recipe
+from xai_bench.training.fit import METRICS_FILE, MODEL_FILE, fit_and_test
 from xai_bench.utils.errors import UserInputError
 from xai_bench.utils.hashing import stable_hash, state_hash
 from xai_bench.utils.io import atomic_write_json
@@ -65,8 +65,8 @@ class GroupCAMFinetune(Benchmark):
     reused, never retrained.
 
     Args:
-        recipe: the fine-tuning recipe, a mapping of :class:`~xai_bench.models.recipe.Recipe`
-            fields (missing ones keep :data:`~xai_bench.models.groupcam_augment.FINETUNE_RECIPE`'s:
+        recipe: the fine-tuning recipe, a mapping of :class:`~xai_bench.training.recipe.Recipe`
+            fields (missing ones keep :data:`~xai_bench.training.groupcam_augment.FINETUNE_RECIPE`'s:
             momentum SGD, lr 1e-3, 3 epochs); its ``batch_size`` is also the evaluation batch
             size and its ``augment`` the dataset's training augmentation (ImageNet:
             RandomResizedCrop + flip). ``max_epochs`` must be at least 1.

@@ -17,24 +17,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
-from omegaconf import OmegaConf
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from xai_bench.benchmarks.base import Benchmark, Result
-from xai_bench.benchmarks.common import (
-    EvalBatch,
-    batch_chunks,
-    explainers,
-    method_config,
-    partial_store,
-    subset_indices,
-)
 from xai_bench.data.base import MappedDataset
-from xai_bench.methods.postprocess import Postprocess
+from xai_bench.engine.batches import BatchPlan, EvalBatch
+from xai_bench.engine.benchmark import EvalBenchmark, Result
+from xai_bench.engine.context import RunContext
+from xai_bench.engine.jobs import Job, build_explainers, chunk_store, run_jobs
+from xai_bench.methods.spec import MethodSpec
 from xai_bench.metrics.pointing import (
     build_pairs,
     class_accuracies,
@@ -42,26 +36,18 @@ from xai_bench.metrics.pointing import (
     orig_sizes,
     pair_hits,
 )
-from xai_bench.utils.configs import group_options, option_path
+from xai_bench.metrics.postprocess import Postprocess
 from xai_bench.utils.errors import UserInputError
 from xai_bench.utils.hashing import stable_hash
-from xai_bench.viz.figures import save_figure
-from xai_bench.workspace import Workspace
+from xai_bench.viz.pointing import accuracy_bars
 
 CENTER = "center"
+#: the centre baseline as a job of its own (never built into an explainer)
+CENTER_SPEC = MethodSpec(CENTER, CENTER, {}, {"name": CENTER, "point": "image centre"})
 GT_KINDS = ("boxes", "masks")
 PAIR_COLUMNS = ["index", "class", "hit", "degenerate", "u", "v"]
 
 Explain = Callable[[Tensor, Tensor], Tensor]
-
-
-def datasets_with_boxes() -> list[str]:
-    """Dataset configs that declare ``has_boxes: true``."""
-    return [
-        name
-        for name in group_options("dataset")
-        if OmegaConf.load(option_path("dataset", name)).get("has_boxes", False)
-    ]
 
 
 def load_flags(path: str | Path) -> dict[str, Tensor]:
@@ -91,11 +77,10 @@ def image_names(ds: Dataset, indices: Sequence[int]) -> list[str]:
     raise ValueError("subset_flags needs image file names: only voc07 and coco2017 have them")
 
 
-class PointingGame(Benchmark):
+class PointingGame(EvalBenchmark):
     """``benchmark=pointing_game`` (and ``pointing_game_restricted``): pointing accuracy.
 
     Args:
-        methods: method config names; empty means the run's own ``method``.
         n_images: images of the seeded subset of ``split`` (``None``: all).
         batch_size: images per batch; also the most maps per explainer call.
         split: data split.
@@ -108,7 +93,7 @@ class PointingGame(Benchmark):
             POSAGG's multi-class subset); images absent from the file are all kept, as TorchRay.
         smooth_sigma: Gaussian blur of the resized map, sigma as a fraction of
             ``max(H0, W0)`` (TorchRay: 0.02 for gradient-type methods); ``None``: no blur.
-        smooth_methods: methods that are blurred (``None``: all but the centre baseline).
+        smooth_methods: method labels that are blurred (``None``: all but the centre baseline).
         center_baseline: add TorchRay's ``center`` row (the image centre as the point).
         postprocess: steps that collapse a map to one channel before resizing (default:
             TorchRay's max over channels of ``|.|``); maps left with several channels are
@@ -116,11 +101,10 @@ class PointingGame(Benchmark):
     """
 
     name = "pointing_game"
-    higher_is_better = True
+    headline = {"accuracy": True, "hit_rate": True}
 
     def __init__(
         self,
-        methods: Sequence[str] = (),
         n_images: int | None = 256,
         batch_size: int = 32,
         split: str = "test",
@@ -140,10 +124,8 @@ class PointingGame(Benchmark):
             raise ValueError(f"tolerance must be > 0 pixels, got {tolerance}")
         if smooth_sigma is not None and float(smooth_sigma) < 0:
             raise ValueError(f"smooth_sigma must be >= 0, got {smooth_sigma}")
-        self.methods = list(methods)
-        self.n_images = None if n_images is None else int(n_images)
-        self.batch_size = int(batch_size)
-        self.split = split
+        n = None if n_images is None else int(n_images)
+        self.plan = BatchPlan(split, n, int(batch_size), "predicted")
         self.restricted = bool(restricted)
         self.tolerance = float(tolerance)
         self.gt = gt
@@ -154,7 +136,7 @@ class PointingGame(Benchmark):
         self.center_baseline = bool(center_baseline)
         self.steps = [s if isinstance(s, str) else dict(s) for s in postprocess]
         self.postprocess = Postprocess(self.steps)
-        self.name = "pointing_game_restricted" if self.restricted else "pointing_game"
+        self.name = "pointing_game_restricted" if self.restricted else "pointing_game"  # type: ignore[misc]
 
     # ------------------------------------------------------------------ one batch
     def evaluate(
@@ -193,9 +175,10 @@ class PointingGame(Benchmark):
             pts, deg = self.points(explain(x, target.to(dev)), sizes, smooth)
             points, degenerate = pts[image], deg[image]
         else:
+            size = self.plan.batch_size
             out = [
                 self.points(explain(x[image[s]], cls[s]), sizes[image[s]], smooth)
-                for s in (slice(i, i + self.batch_size) for i in range(0, p, self.batch_size))
+                for s in (slice(i, i + size) for i in range(0, p, size))
             ]
             points = torch.cat([o[0] for o in out])
             degenerate = torch.cat([o[1] for o in out])
@@ -221,13 +204,45 @@ class PointingGame(Benchmark):
         m = m.mean(1) if m.shape[1] > 1 else m[:, 0]
         return maps_to_points(m, sizes, self.smooth_sigma if smooth else None)
 
+    def score(
+        self,
+        ctx: RunContext,
+        explainer: Explain | None,
+        batch: EvalBatch,
+        smooth: bool | None = None,
+        flags: Mapping[str, Tensor] | None = None,
+    ) -> pd.DataFrame:
+        """Pair rows of one batch for one method (see :meth:`evaluate`); ``explainer=None`` is
+        the centre baseline. ``smooth`` (default: an explainer when ``smooth_methods`` is
+        ``None``) blurs the maps; ``flags`` are the loaded ``subset_flags``."""
+        if smooth is None:
+            smooth = explainer is not None and self.smooth_methods is None
+        if flags is None and self.subset_flags is not None:
+            flags = load_flags(self.subset_flags)
+        k = ctx.meta.num_classes
+        keep = None
+        if flags is not None:
+            keep = self._keep(flags, ctx.datamodule.dataset(self.plan.split), batch.sample, k)
+        return self.evaluate(explainer, batch.x, batch.target, batch.sample, k, smooth, keep)
+
+    @staticmethod
+    def _keep(
+        flags: Mapping[str, Tensor], ds: Dataset, sample: Mapping[str, Any], k: int
+    ) -> Tensor:
+        names = image_names(ds, torch.as_tensor(sample["index"]).tolist())
+        keep = torch.ones(len(names), k, dtype=torch.bool)
+        for i, name in enumerate(names):  # metadata lookup, one dict access per image
+            if name in flags:
+                if len(flags[name]) != k:
+                    raise ValueError(f"subset_flags has {len(flags[name])} classes, model {k}")
+                keep[i] = flags[name]
+        return keep
+
     # ------------------------------------------------------------------ whole run
     def params(self) -> dict[str, Any]:
-        """Everything that changes the numbers (the partial store's fingerprint)."""
+        """Everything that changes the numbers (the chunk store's fingerprint)."""
         return {
-            "n_images": self.n_images,
-            "batch_size": self.batch_size,
-            "split": self.split,
+            "plan": vars(self.plan),
             "restricted": self.restricted,
             "tolerance": self.tolerance,
             "gt": self.gt,
@@ -238,161 +253,96 @@ class PointingGame(Benchmark):
             "postprocess": self.steps,
         }
 
-    def check_dataset(self, ws: Workspace) -> None:
-        """Raise a ValueError naming the datasets with boxes if this one has no ground truth."""
-        sample = ws.datamodule.dataset(self.split)[0]
-        dataset = ws.identity["dataset"]
+    def check(self, ctx: RunContext) -> None:
+        """Refuse a dataset without the ground truth (boxes, or masks with ``gt=masks``)."""
+        sample = ctx.datamodule.dataset(self.plan.split)[0]
+        dataset = ctx.identity.get("dataset", type(ctx.datamodule).__name__)
         if "boxes" not in sample or "box_labels" not in sample:
             raise UserInputError(
-                f"{self.name} needs object boxes; dataset '{dataset}' has none. Datasets with "
-                f"boxes: {', '.join(datasets_with_boxes())}"
+                f"{self.name} needs object boxes; dataset '{dataset}' has none (the dataset "
+                "configs with `has_boxes: true` have them)"
             )
         if self.gt == "masks" and "masks" not in sample:
             raise UserInputError(
                 f"{self.name} with gt=masks needs instance masks; dataset '{dataset}' has boxes "
                 "only (use gt=boxes)"
             )
+        if self.center_baseline and CENTER in ctx.methods.labels():
+            raise UserInputError(
+                f"{self.name}: the label '{CENTER}' is the centre baseline's; give the method "
+                "another `label` (or set center_baseline=false)"
+            )
 
-    def run(self, ws: Workspace) -> Result:
-        self.check_dataset(ws)
+    def run(self, ctx: RunContext) -> Result:
+        self.check(ctx)
         flags = None if self.subset_flags is None else load_flags(self.subset_flags)
-        store = partial_store(ws, self.params())
-        methods: list[tuple[str, Explain | None, str]] = []
-        if self.center_baseline:
-            methods.append((CENTER, None, ""))
-        skipped: dict[str, str] = {}
-        for name, explainer, note in explainers(ws, self.methods):
-            if explainer is None:
-                skipped[name] = note
-            else:
-                key = f"{name}-{stable_hash(method_config(ws, name), 8)}"
-                methods.append((key, explainer, name))
-        jobs = [(key, partial(self._batch_pairs, ws, e, name, flags)) for key, e, name in methods]
-        parts = batch_chunks(ws, store, jobs, self.split, self.n_images, self.batch_size)
-        pairs = {
-            (CENTER if e is None else name): _concat([rows for k, _, rows in parts if k == key])
-            for key, e, name in methods
-        }
-        n_total = len(ws.datamodule.dataset(self.split))  # type: ignore[arg-type]
-        n_images = len(subset_indices(n_total, self.n_images, ws.seed))
-        n_pairs = {name: len(df) for name, df in pairs.items()}
-        if not any(n_pairs.values()):
+        store = chunk_store(ctx, self.name, self.params())
+        built, skipped = build_explainers(ctx)
+        jobs = [Job(CENTER_SPEC, partial(self.score, ctx, None, flags=flags))]
+        jobs = jobs if self.center_baseline else []
+        for spec, explainer in built:
+            smooth = self.smooth_methods is None or spec.label in self.smooth_methods
+            jobs.append(Job(spec, partial(self.score, ctx, explainer, smooth=smooth, flags=flags)))
+        pairs = run_jobs(ctx, store, jobs, self.plan, self.name)
+        n_images = len(self.plan.indices(ctx))
+        if jobs and not len(pairs):
             raise ValueError(
                 f"{self.name}: no (image, class) pairs to evaluate in {n_images} images of "
-                f"'{self.split}' (all classes difficult or filtered out by subset_flags?)"
+                f"'{self.plan.split}' (all classes difficult or filtered out by subset_flags?)"
             )
-        table = self._table(ws, pairs, skipped)
-        summary: dict[str, Any] = {
-            "variant": "restricted" if self.restricted else "standard",
-            "tolerance": self.tolerance,
-            "gt": self.gt,
-            "n_images": n_images,
-            "n_pairs": max(n_pairs.values()),
-            "skipped": skipped,
-            "chunks_loaded": len(store.loaded),
-            "chunks_computed": len(store.computed),
-        }
-        for metric in ("accuracy", "hit_rate"):
-            rows = table[(table.metric == metric)]
-            summary.update({f"{metric}/{m}": float(v) for m, v in zip(rows.method, rows.value)})
-        path = self._figure(table, ws.run_dir / f"{self.name}.png")
-        return Result(table, summary, [str(path)])
+        rows = self.accuracies(ctx, pairs, [job.spec for job in jobs])
+        result = self.result(ctx, rows, skipped, store)
+        result.summary["n_images"] = n_images
+        table = result.table
+        for key, value in self._context().items():  # also on the `applicable = 0` rows
+            table[key] = value
+        table["class"] = table["class"].fillna("all") if "class" in table else "all"
+        return result
 
-    def _batch_pairs(
-        self,
-        ws: Workspace,
-        explain: Explain | None,
-        name: str,
-        flags: dict[str, Tensor] | None,
-        batch: EvalBatch,
+    def _context(self) -> dict[str, Any]:
+        variant = "restricted" if self.restricted else "standard"
+        return {"variant": variant, "tolerance": self.tolerance, "gt": self.gt}
+
+    def accuracies(
+        self, ctx: RunContext, pairs: pd.DataFrame, specs: Sequence[MethodSpec]
     ) -> pd.DataFrame:
-        """Pair rows of one batch for one method (see :meth:`evaluate`); ``smooth_methods``
-        selects the blurred methods by name (never the centre baseline)."""
-        k = ws.meta.num_classes
-        ds = ws.datamodule.dataset(self.split)
-        keep = None if flags is None else self._keep(flags, ds, batch.sample, k)
-        listed = self.smooth_methods is None or name in self.smooth_methods
-        smooth = explain is not None and listed
-        return self.evaluate(explain, batch.x, batch.target, batch.sample, k, smooth, keep)
-
-    @staticmethod
-    def _keep(flags: dict[str, Tensor], ds: Dataset, sample: Mapping[str, Any], k: int) -> Tensor:
-        names = image_names(ds, torch.as_tensor(sample["index"]).tolist())
-        keep = torch.ones(len(names), k, dtype=torch.bool)
-        for i, name in enumerate(names):  # metadata lookup, one dict access per image
-            if name in flags:
-                if len(flags[name]) != k:
-                    raise ValueError(f"subset_flags has {len(flags[name])} classes, model {k}")
-                keep[i] = flags[name]
-        return keep
-
-    def _table(
-        self, ws: Workspace, pairs: dict[str, pd.DataFrame], skipped: dict[str, str]
-    ) -> pd.DataFrame:
-        identity = {k: v for k, v in ws.identity.items() if k != "method"}
-        context = {
-            **identity,
-            "benchmark": self.name,
-            "variant": "restricted" if self.restricted else "standard",
-            "tolerance": self.tolerance,
-            "gt": self.gt,
-        }
-        k = ws.meta.num_classes
-        names = ws.datamodule.class_names or [str(i) for i in range(k)]
+        """Per method (in ``specs`` order): ``accuracy`` (mean over classes with pairs),
+        ``hit_rate``, ``degenerate_rate`` (``class = all``) and ``class_accuracy`` per class."""
+        k = ctx.meta.num_classes
+        names = ctx.datamodule.class_names or [str(i) for i in range(k)]
         rows = []
-        for method, df in pairs.items():
+        for spec in specs:
+            df = pairs[pairs["method"] == spec.label] if len(pairs) else pairs
             if df.empty:
                 continue
-            hits = torch.tensor(df["hit"].to_numpy(), dtype=torch.long)
-            classes = torch.tensor(df["class"].to_numpy(), dtype=torch.long)
+            hits = torch.tensor(df["hit"].to_numpy(dtype=np.int64))
+            classes = torch.tensor(df["class"].to_numpy(dtype=np.int64))
             _, counts, acc = class_accuracies(hits, classes, k)
             present = counts > 0
-            base = {**context, "method": method, "class": "all", "n": len(df)}
+            base = {**spec.identity, **self._context(), "class": "all", "n": len(df)}
+            degenerate = float(df["degenerate"].to_numpy(dtype=np.float64).mean())
             rows += [
                 {**base, "metric": "accuracy", "value": float(acc[present].mean())},
                 {**base, "metric": "hit_rate", "value": float(hits.double().mean())},
-                {**base, "metric": "degenerate_rate", "value": float(df["degenerate"].mean())},
+                {**base, "metric": "degenerate_rate", "value": degenerate},
             ]
             for c in present.nonzero().flatten().tolist():
+                name = names[c] if c < len(names) else str(c)
                 rows.append(
-                    {
-                        **base,
-                        "class": names[c] if c < len(names) else str(c),
-                        "n": int(counts[c]),
-                        "metric": "class_accuracy",
-                        "value": float(acc[c]),
-                    }
-                )
-        for method, note in skipped.items():
-            rows.append(
-                {
-                    **context,
-                    "method": method,
-                    "class": "all",
-                    "metric": "applicable",
-                    "value": 0.0,
-                    "note": note,
-                }
-            )
+                    {**base, "class": name, "n": int(counts[c]),
+                     "metric": "class_accuracy", "value": float(acc[c])}
+                )  # fmt: skip
         return pd.DataFrame(rows)
 
-    def _figure(self, table: pd.DataFrame, path: Path) -> Path:
-        acc = table[table.metric == "accuracy"]
-        fig = Figure(figsize=(6, 0.3 * len(acc) + 1.2))
-        ax = fig.subplots()
-        methods = acc[acc.method != CENTER]
-        ax.barh(methods.method, methods.value)
-        center = acc[acc.method == CENTER]
-        if len(center):
-            ax.axvline(float(center.value.iloc[0]), color="k", ls="--", lw=0.8, label="center")
-            ax.legend(loc="lower right", fontsize=7)
-        ax.set_xlim(0, 1)
-        ax.set_xlabel(f"mean class accuracy (tolerance {self.tolerance:g} px)")
-        ax.set_title(self.name, fontsize=9)
-        ax.invert_yaxis()
-        return save_figure(fig, path)
+    def summarize(self, rows: pd.DataFrame) -> dict[str, Any]:
+        overall = rows[rows["class"] == "all"]
+        summary: dict[str, Any] = self._context()
+        summary["n_pairs"] = int(overall["n"].max())
+        for metric in ("accuracy", "hit_rate"):
+            part = overall[overall.metric == metric]
+            summary.update({f"{metric}/{m}": float(v) for m, v in zip(part.method, part.value)})
+        return summary
 
-
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    full = [f for f in frames if not f.empty]
-    return pd.concat(full, ignore_index=True) if full else pd.DataFrame(columns=PAIR_COLUMNS)
+    def draw(self, rows: pd.DataFrame, run_dir: Path) -> list[Path]:
+        path = run_dir / f"{self.name}.png"
+        return [accuracy_bars(rows, path, self.tolerance, self.name, baseline=CENTER)]

@@ -19,35 +19,41 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import OmegaConf
 
-from xai_bench.benchmarks.base import Benchmark, Result
-from xai_bench.benchmarks.common import check_target, method_config, method_names, partial_store
 from xai_bench.data.base import SPLITS, ImageDataModule, collate_samples
 from xai_bench.data.roar import RemovedDataset, RoarDataModule, roar_augmentation
+from xai_bench.engine.batches import check_target
+from xai_bench.engine.benchmark import Benchmark, Result
+from xai_bench.engine.context import RunContext
+from xai_bench.engine.fingerprint import fingerprint
+from xai_bench.engine.jobs import chunk_store, tidy_table
 from xai_bench.methods.base import Explainer, MethodNotApplicableError
-from xai_bench.methods.postprocess import Postprocess
+from xai_bench.methods.spec import MethodSpec
 from xai_bench.metrics.perturbation import check_choice, saliency_2d
+from xai_bench.metrics.postprocess import Postprocess
 from xai_bench.metrics.removal import RANKINGS, ROAR_FILLS
-from xai_bench.models.recipe import Recipe
 from xai_bench.results.attributions import AttributionCache
-from xai_bench.results.partial import safe_key
-from xai_bench.training import train_classifier
-from xai_bench.utils.hashing import stable_hash, state_hash
+from xai_bench.results.partial import PartialStore, safe_key
+from xai_bench.training.fit import train_classifier
+from xai_bench.training.lit import accuracy
+from xai_bench.training.recipe import Recipe
+from xai_bench.utils.hashing import state_hash
 from xai_bench.utils.io import atomic_write_json
 from xai_bench.viz.roar import roar_curves
-from xai_bench.workspace import _RUNTIME_DATA_KEYS, Workspace
 
 INITS = ("scratch", "finetune")
 RESULT_METRICS = ("test_acc", "val_acc", "train_seconds", "epochs", "resumed_from")
+CLEAN = "clean"  # the key prefix of the shared fraction-0 retrains
 
 
 class ROAR(Benchmark):
     """``benchmark=roar``: test accuracy of networks retrained without the most salient pixels.
 
+    The methods are the run's (``benchmark.methods``; ``random`` is the baseline and should be
+    among them). Maps and retrains are keyed per method spec, so two variants of one method
+    (two labels) never share them; fraction ``0`` is one clean retrain shared by all methods.
+
     Args:
-        methods: method config names; empty means the run's own ``method`` (``random`` is the
-            baseline and should be among them).
         fractions: shares of pixels (or values) removed; ``0`` retrains on unmodified data.
         seeds: retraining seeds (independent retrains per fraction; Hooker et al. use 5).
         ranking: ``pixel`` (maps collapsed over channels by ``postprocess``) or ``value``
@@ -56,7 +62,7 @@ class ROAR(Benchmark):
         fill: ``dataset_mean`` (RoarTorch), ``image_mean`` (OPPSD) or ``imagenet_mean`` (Hooker).
         target: class explained: ``predicted`` (Hooker, RoarTorch) or ``label`` (OPPSD).
         init: ``scratch`` (a new network per retrain) or ``finetune`` (from the model's weights).
-        recipe: the retraining recipe, a mapping of :class:`~xai_bench.models.recipe.Recipe`
+        recipe: the retraining recipe, a mapping of :class:`~xai_bench.training.recipe.Recipe`
             fields (missing ones keep ``Recipe()``'s defaults); its ``augment`` is a random crop
             and flip applied after removal (Hooker; off for OPPSD/PRUNE).
         train_limit: retrain on a seeded subset of this many train images (``None``: all).
@@ -66,15 +72,14 @@ class ROAR(Benchmark):
     """
 
     name = "roar"
-    higher_is_better = False
+    headline = {"test_acc": False, "roar_auc": False}
 
     def __init__(
         self,
-        methods: Sequence[str] = (),
         fractions: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 0.9),
         seeds: Sequence[int] = (0,),
         ranking: str = "pixel",
-        postprocess: Sequence[Any] = ("channel_mean", "abs"),
+        postprocess: Sequence[str | Mapping[str, Any]] = ("channel_mean", "abs"),
         fill: str = "dataset_mean",
         target: str = "predicted",
         init: str = "scratch",
@@ -84,14 +89,13 @@ class ROAR(Benchmark):
         dtype: str = "float32",
         progress: bool = False,
     ) -> None:
-        self.methods = list(methods)
         self.fractions = [float(f) for f in fractions]
         if not self.fractions or any(not 0.0 <= f < 1.0 for f in self.fractions):
             raise ValueError(f"fractions must lie in [0, 1), got {self.fractions}")
         self.seeds = [int(s) for s in seeds]
         self.ranking = check_choice(ranking, RANKINGS, "ranking")
-        self.postprocess = Postprocess(postprocess)
-        self.post_steps = OmegaConf.to_container(OmegaConf.create(list(postprocess)))
+        self.post_steps = [_plain(s) for s in postprocess]
+        self.postprocess = Postprocess(self.post_steps)
         self.fill = check_choice(fill, ROAR_FILLS, "fill")
         self.target = check_target(target)
         self.init = check_choice(init, INITS, "init")
@@ -106,35 +110,29 @@ class ROAR(Benchmark):
         partial results' fingerprint): the recipe's fields, ``train_limit`` and ``init``."""
         return {**self.recipe.to_dict(), "train_limit": self.train_limit, "init": self.init}
 
-    # ------------------------------------------------------------------ attribution caches
-    def cache_key(self, ws: Workspace, method: str, split: str) -> dict[str, Any]:
-        """What the cached maps depend on: weights, data, split, method, target, collapse."""
-        data = OmegaConf.to_container(ws.cfg.dataset, resolve=True)
-        data["datamodule"] = {  # type: ignore[index]
-            k: v
-            for k, v in data["datamodule"].items()  # type: ignore[index]
-            if k not in _RUNTIME_DATA_KEYS
-        }
-        return {
-            "weights": state_hash(ws.model),
-            "model": str(ws.cfg.model.name),
-            "data": data,
-            "split": split,
-            "method": method_config(ws, method),
-            "target": self.target,
-            "ranking": self.ranking,
-            "postprocess": self.post_steps,
-        }
+    def params(self) -> dict[str, Any]:
+        """Everything that changes the retrains' numbers (keys the resumable units)."""
+        return {"recipe": self.fingerprint_recipe(), "fill": self.fill, "target": self.target,
+                "ranking": self.ranking, "postprocess": self.post_steps}  # fmt: skip
 
-    def maps(self, ws: Workspace, explainer: Explainer, images: Any) -> torch.Tensor:
+    # ------------------------------------------------------------------ attribution caches
+    def cache_key(self, ctx: RunContext, weights: str, spec: MethodSpec, split: str) -> str:
+        """What the cached maps depend on: model and data (``ctx.fingerprint``), the weights'
+        hash, the split, the method's resolved config, the target and how maps are ranked."""
+        return fingerprint(
+            ctx, length=16, weights=weights, split=split, method=spec.hash,
+            target=self.target, ranking=self.ranking, postprocess=self.post_steps,
+        )  # fmt: skip
+
+    def maps(self, ctx: RunContext, explainer: Explainer, images: Any) -> torch.Tensor:
         """Scores to rank for a list of samples: ``[B, H, W]`` or ``[B, C, H, W]``."""
         sample = collate_samples(images)
-        x = sample["image"].to(ws.device)
-        if self.target == "label" and not ws.meta.multilabel:
-            t = sample["label"].to(ws.device)
+        x = sample["image"].to(ctx.device)
+        if self.target == "label" and not ctx.meta.multilabel:
+            t = sample["label"].to(ctx.device)
         else:
             with torch.no_grad():
-                t = ws.model(x).argmax(1)
+                t = ctx.model(x).argmax(1)
         attr = explainer(x, t)
         if attr.shape[-2:] != x.shape[-2:]:
             raise ValueError(
@@ -146,39 +144,37 @@ class ROAR(Benchmark):
         return torch.nan_to_num(self.postprocess(attr.float()), nan=-torch.inf)
 
     def saliency(
-        self, ws: Workspace, dm: ImageDataModule, method: str, explainer: Explainer
+        self, ctx: RunContext, weights: str, spec: MethodSpec, explainer: Explainer
     ) -> dict[str, np.ndarray]:
-        """Cached maps of every split for one method (computed where missing)."""
+        """Cached maps of every split for one method spec (computed where missing)."""
+        if ctx.attribution_dir is None:
+            raise ValueError("ROAR needs an attribution cache folder (ctx.attribution_dir)")
+        dm = ctx.datamodule
         out = {}
         for split in SPLITS:
             ds = dm.dataset(split)
-            cache = AttributionCache(
-                ws.cfg.paths.attribution_dir, self.cache_key(ws, method, split), self.dtype
-            )
+            key = {"key": self.cache_key(ctx, weights, spec, split), "split": split,
+                   "method_config": spec.config_name, "method_hash": spec.hash}  # fmt: skip
+            cache = AttributionCache(ctx.attribution_dir, key, self.dtype)
 
             def compute(idx: list[int], ds: Any = ds) -> torch.Tensor:
-                return self.maps(ws, explainer, [ds[i] for i in idx])
+                return self.maps(ctx, explainer, [ds[i] for i in idx])
 
-            out[split] = cache.build(
-                len(ds),  # type: ignore[arg-type]
-                self.attribution_batch_size,
-                compute,
-                ws.trainer_kwargs,
-            )
+            n = len(ds)  # type: ignore[arg-type]
+            out[split] = cache.build(n, self.attribution_batch_size, compute, ctx.trainer_kwargs)
         return out
 
     # ------------------------------------------------------------------ retraining
     def retrain(
         self,
-        ws: Workspace,
-        dm: ImageDataModule,
+        ctx: RunContext,
         maps: dict[str, np.ndarray] | None,
         fraction: float,
         seed: int,
         out_dir: Path,
     ) -> pd.DataFrame:
         """Train on the modified train split into ``out_dir`` (resuming), test on modified test."""
-        r = self.recipe
+        r, dm = self.recipe, ctx.datamodule
         augment = roar_augmentation(dm.image_size) if r.augment else None
         datasets = {
             split: RemovedDataset(
@@ -188,80 +184,73 @@ class ROAR(Benchmark):
                 self.fill,
                 dm.mean,
                 dm.std,
-                seed=ws.seed,
+                seed=ctx.seed,
                 augment=augment if split == "train" else None,
             )
             for split in SPLITS
         }
-        data = RoarDataModule(datasets, r.batch_size, int(ws.cfg.num_workers), seed,
-                              self.train_limit)  # fmt: skip
-        net = ws.fresh_net(seed)
+        data = RoarDataModule(datasets, r.batch_size, ctx.num_workers, seed, self.train_limit)
+        net = ctx.fresh_net(seed)
         if self.init == "finetune":
-            net.load_state_dict({k: v.detach().cpu() for k, v in ws.model.state_dict().items()})
+            net.load_state_dict({k: v.detach().cpu() for k, v in ctx.model.state_dict().items()})
         metrics = train_classifier(
-            net, data, out_dir, ws.trainer_kwargs, r, bool(ws.meta.multilabel), seed, self.progress
-        )
+            net, data, out_dir, ctx.trainer_kwargs, r, bool(ctx.meta.multilabel), seed,
+            self.progress,
+        )  # fmt: skip
         return pd.DataFrame(
             [{"metric": m, "value": float(metrics[m])} for m in RESULT_METRICS]
         ).assign(fraction=fraction, retrain_seed=seed)
 
+    def unit_key(self, spec: MethodSpec, fraction: float, seed: int) -> str:
+        """The resumable unit of one retrain: per method spec (label and hash) and fraction;
+        fraction ``0`` removes nothing, so it is one clean retrain shared by every method."""
+        if fraction == 0:
+            return f"{CLEAN}/seed={seed}"
+        return f"{spec.key}/fraction={fraction:g}/seed={seed}"
+
     # ------------------------------------------------------------------ run
-    def run(self, ws: Workspace) -> Result:
-        dm = ws.build_datamodule()
-        params = {"recipe": self.fingerprint_recipe(), "fill": self.fill, "target": self.target,
-                  "ranking": self.ranking, "postprocess": self.post_steps}  # fmt: skip
-        store = partial_store(ws, params)
-        base_acc = clean_accuracy(ws, dm)
+    def run(self, ctx: RunContext) -> Result:
+        store = chunk_store(ctx, self.name, self.params())
+        base_acc = clean_accuracy(ctx, ctx.datamodule)
+        weights = state_hash(ctx.model)
         parts, skipped = [], {}
-        for name in method_names(ws, self.methods):
+        for spec in ctx.methods:
             try:
-                explainer = ws.explainer_named(name)
+                explainer = ctx.explainer(spec)
             except MethodNotApplicableError as err:
-                skipped[name] = str(err)
+                skipped[spec.label] = str(err)
                 continue
             maps = None
             if any(f > 0 for f in self.fractions):
-                maps = self.saliency(ws, dm, name, explainer)
-            tag = f"{name}-{stable_hash(method_config(ws, name), 8)}"
+                maps = self.saliency(ctx, weights, spec, explainer)
+            del explainer
             for fraction in self.fractions:
                 for seed in self.seeds:
-                    key = (f"clean/seed={seed}" if fraction == 0
-                           else f"{tag}/fraction={fraction:g}/seed={seed}")  # fmt: skip
+                    key = self.unit_key(spec, fraction, seed)
                     out_dir = store.root / "retrain" / safe_key(key)
-                    job = partial(self.retrain, ws, dm, maps, fraction, seed, out_dir)
-                    parts.append(store.cached(key, job).assign(method=name))
-        table = self.tidy(ws, parts, skipped)
-        figure = roar_curves(table, ws.run_dir / "roar.png", base_acc, ws.identity)
+                    job = partial(self.retrain, ctx, maps, fraction, seed, out_dir)
+                    parts.append(store.cached(key, job).assign(**spec.identity))
+        rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        rows = pd.concat([rows, auc_rows(rows)], ignore_index=True)
+        table = tidy_table(ctx, self.name, rows, skipped)
         summary = self.summary(table, base_acc, skipped, store)
-        atomic_write_json(ws.run_dir / "roar_curves.json", summary["curves"])
-        return Result(table, summary, [str(figure)])
-
-    def tidy(
-        self, ws: Workspace, parts: list[pd.DataFrame], skipped: dict[str, str]
-    ) -> pd.DataFrame:
-        """Long rows plus a ``roar_auc`` per method (mean test accuracy over the fractions)."""
-        table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-        extra = []
-        if not table.empty:
-            acc = table[table.metric == "test_acc"].groupby(["method", "fraction"])["value"]
-            curve = acc.mean().reset_index()
-            for method, rows in curve.groupby("method"):
-                extra.append({"method": method, "metric": "roar_auc", "value": _auc(rows)})
-        notes = [{"method": n, "metric": "applicable", "value": 0.0, "note": reason}
-                 for n, reason in skipped.items()]  # fmt: skip
-        table = pd.concat([table, pd.DataFrame(extra + notes)], ignore_index=True)
-        front = {**{k: v for k, v in ws.identity.items() if k != "method"}, "benchmark": self.name}
-        for key, value in front.items():
-            table[key] = value
-        first = [*front, "method", "metric", "value", "fraction", "retrain_seed"]
-        return table.reindex(columns=first + [c for c in table.columns if c not in first])
+        figures = []
+        if len(summary["curves"]):
+            path = ctx.run_dir / f"{self.name}.png"
+            figures.append(str(roar_curves(table, path, base_acc, ctx.identity)))
+        atomic_write_json(ctx.run_dir / "roar_curves.json", summary["curves"])
+        return Result(table, summary, figures)
 
     def summary(
-        self, table: pd.DataFrame, base_acc: float, skipped: dict[str, str], store: Any
+        self,
+        table: pd.DataFrame,
+        base_acc: float,
+        skipped: Mapping[str, str],
+        store: PartialStore,
     ) -> dict[str, Any]:
         acc = table[table.metric == "test_acc"]
         curves = {}
-        for method, rows in acc.groupby("method"):
+        for method, rows in acc.groupby("method", sort=False):
             means = rows.groupby("fraction")["value"].mean()
             curves[str(method)] = {f"{f:g}": float(v) for f, v in means.items()}
         auc = table[table.metric == "roar_auc"].set_index("method")["value"]
@@ -269,10 +258,26 @@ class ROAR(Benchmark):
             "base_test_acc": base_acc,
             "curves": curves,
             "roar_auc": {str(k): float(v) for k, v in auc.items()},
-            "skipped": skipped,
+            "skipped": dict(skipped),
             "retrained": len(store.computed),
             "reused": len(store.loaded),
+            "headline": dict(self.headline),
         }
+
+
+def auc_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """One ``roar_auc`` row per method (mean test accuracy over the fractions), with the
+    method's identity columns."""
+    if rows.empty:
+        return pd.DataFrame()
+    ids = ["method", "method_config", "method_hash"]
+    acc = rows[rows.metric == "test_acc"].groupby([*ids, "fraction"], sort=False)["value"]
+    curve = acc.mean().reset_index()
+    out = [
+        {**dict(zip(ids, key, strict=True)), "metric": "roar_auc", "value": _auc(group)}
+        for key, group in curve.groupby(ids, sort=False)
+    ]
+    return pd.DataFrame(out)
 
 
 def _auc(rows: pd.DataFrame) -> float:
@@ -290,15 +295,24 @@ def _no_maps(dm: ImageDataModule, split: str) -> np.ndarray:
     return np.zeros((n, 1, 1), dtype=np.float32)
 
 
-@torch.no_grad()
-def clean_accuracy(ws: Workspace, dm: ImageDataModule, batch_size: int = 256) -> float:
-    """The evaluated model's accuracy on the unmodified test split (the curves' reference)."""
-    from xai_bench.models.lit import accuracy
+def _plain(value: Any) -> Any:
+    """A postprocess step as plain data (config nodes become dicts and lists)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence):
+        return [_plain(v) for v in value]
+    return value
 
+
+@torch.no_grad()
+def clean_accuracy(ctx: RunContext, dm: ImageDataModule, batch_size: int = 256) -> float:
+    """The evaluated model's accuracy on the unmodified test split (the curves' reference)."""
     hits, n = 0.0, 0
     for batch in dm.dataloader("test", batch_size=batch_size):
-        x = batch["image"].to(ws.device)
-        acc = accuracy(ws.model(x), batch["label"].to(ws.device), bool(ws.meta.multilabel))
+        x = batch["image"].to(ctx.device)
+        acc = accuracy(ctx.model(x), batch["label"].to(ctx.device), bool(ctx.meta.multilabel))
         hits += float(acc) * x.shape[0]
         n += x.shape[0]
     return hits / max(n, 1)

@@ -22,8 +22,6 @@ so it is 1 for deterministic methods by computation, not by definition.
 
 from __future__ import annotations
 
-import logging
-import math
 import re
 from collections.abc import Sequence
 from functools import partial
@@ -32,32 +30,23 @@ from typing import Any
 
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from xai_bench.benchmarks.base import Benchmark, Result
-from xai_bench.benchmarks.common import (
-    EvalBatch,
-    Job,
-    batch_chunks,
-    explainers,
-    method_config,
-    method_names,
-    partial_store,
-)
+from xai_bench.engine.batches import BatchPlan, EvalBatch
+from xai_bench.engine.benchmark import EvalBenchmark, Result
+from xai_bench.engine.context import RunContext
+from xai_bench.engine.jobs import Job, build_explainers, chunk_store, run_jobs
 from xai_bench.methods.base import Explainer
+from xai_bench.methods.spec import MethodSpec
 from xai_bench.metrics import similarity as sim
+from xai_bench.metrics.aggregate import aggregate, check_constant_maps
 from xai_bench.models.randomize import randomized_copy
-from xai_bench.viz.figures import save_figure
-from xai_bench.workspace import Workspace
+from xai_bench.viz.sanity import stage_curves
 
 MODES = ("cascading", "independent")
 INITS = {"normal": "normal", "default": "default_init"}
 TARGETS = ("predicted", "original")
-CONSTANT_MAPS = ("define", "nan")
 ORIGINAL = "original"
-
-log = logging.getLogger(__name__)
 
 # metric -> (view it compares, similarity of two views)
 METRICS: dict[str, tuple[str, str]] = {
@@ -96,34 +85,36 @@ def compare(a: dict[str, Tensor], b: dict[str, Tensor], metric: str, defined: bo
     return sim.ssim(x, y, data_range=2.0 if kind == "ssim2" else 1.0)
 
 
-def aggregate(table: pd.DataFrame, by: Sequence[str]) -> list[dict[str, Any]]:
-    """Mean and std over finite values per group, with the count of finite and NaN values."""
-    records = []
-    for key, group in table.groupby(list(by), sort=False):
-        values = group["value"].astype(float)
-        finite = values[values.map(math.isfinite)]
-        rec = dict(zip(by, key if isinstance(key, tuple) else (key,)))
-        rec.update(
-            mean=float(finite.mean()) if len(finite) else None,
-            std=float(finite.std(ddof=0)) if len(finite) else None,
-            n=len(finite),
-            n_nan=int(len(values) - len(finite)),
-        )
-        if rec["n_nan"]:
-            log.warning("%d NaN values (constant or non-finite maps) in %s", rec["n_nan"], key)
-        records.append(rec)
-    return records
-
-
-def _safe_name(name: str) -> str:
+def file_safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]", "_", name)
 
 
-class SanityChecks(Benchmark):
+def figure_names(rows: pd.DataFrame) -> dict[str, str]:
+    """A file-safe name per method label, unique (the hash is appended on a collision)."""
+    names: dict[str, str] = {}
+    pairs = rows[["method", "method_hash"]].drop_duplicates("method")
+    for label, method_hash in pairs.itertuples(index=False):
+        name = file_safe(str(label))
+        if name in names.values():
+            name = f"{name}-{str(method_hash)[:8]}"
+        names[str(label)] = name
+    return names
+
+
+def stage_order(rows: pd.DataFrame) -> list[str]:
+    """The stages of the rows in the order they ran."""
+    stages = rows.drop_duplicates("stage_index").sort_values("stage_index")["stage"]
+    return [str(s) for s in stages]
+
+
+class SanityChecks(EvalBenchmark):
     """``benchmark=sanity_checks``: similarity of maps before/after parameter randomisation.
 
+    Stages run one after another with one randomised model in memory at a time; each is one
+    set of :class:`Job` (one per method, ``stage``/``stage_index`` conditions) over the same
+    batches, resumable chunk by chunk.
+
     Args:
-        methods: method config names; empty means the run's own ``method``.
         mode: ``cascading`` (blocks randomised cumulatively, output to input) or
             ``independent`` (one block at a time).
         init: ``normal`` (N(0, ``std``), PRUNE/POSAGG) or ``default`` (each layer's own
@@ -143,11 +134,11 @@ class SanityChecks(Benchmark):
     """
 
     name = "sanity_checks"
-    higher_is_better = False
+    headline = {"spearman_abs": False, "spearman_signed": False, "ssim": False,
+                "hog_spearman": False}  # fmt: skip
 
     def __init__(
         self,
-        methods: Sequence[str] = (),
         mode: str = "cascading",
         init: str = "normal",
         std: float = 0.01,
@@ -164,181 +155,143 @@ class SanityChecks(Benchmark):
             (mode, MODES, "mode"),
             (init, tuple(INITS), "init"),
             (target, TARGETS, "target"),
-            (constant_maps, CONSTANT_MAPS, "constant_maps"),
         ):
             if value not in allowed:
                 raise ValueError(f"{what} must be one of {allowed}, got '{value}'")
         unknown = [m for m in metrics if m not in METRICS]
         if unknown or not metrics:
             raise ValueError(f"unknown metrics {unknown} (known: {sorted(METRICS)})")
-        self.methods = list(methods)
+        n = None if n_images is None else int(n_images)
+        # the batches' own target is the trained model's argmax; each stage picks its own
+        self.plan = BatchPlan(split, n, int(batch_size), "predicted")
         self.mode, self.init, self.std = mode, init, float(std)
-        self.n_images = None if n_images is None else int(n_images)
-        self.batch_size, self.split, self.target = int(batch_size), split, target
+        self.target = target
         self.hog_cell = int(hog_cell)
         self.metrics = list(metrics)
         self.blocks = None if blocks is None else list(blocks)
-        self.constant_maps = constant_maps
-        self.views = sorted({METRICS[m][0] for m in self.metrics})
+        self.constant_maps = check_constant_maps(constant_maps)
 
-    def _check_sizes(self, ws: Workspace) -> None:
-        _, h, w = ws.meta.input_size
+    @property
+    def views(self) -> list[str]:
+        """The map views the metrics compare."""
+        return sorted({METRICS[m][0] for m in self.metrics})
+
+    def model_blocks(self, ctx: RunContext) -> list[str]:
+        """The blocks to randomise, in cascading order."""
+        return list(ctx.meta.blocks) if self.blocks is None else list(self.blocks)
+
+    def check(self, ctx: RunContext) -> None:
+        _, h, w = ctx.meta.input_size
         if "hog" in self.views and min(h, w) < 3 * self.hog_cell:
             raise ValueError(
                 f"hog_cell={self.hog_cell} needs images of at least {3 * self.hog_cell} px "
-                f"(3x3-cell blocks); {ws.meta.name} inputs are {h}x{w}: lower hog_cell"
+                f"(3x3-cell blocks); {ctx.meta.name} inputs are {h}x{w}: lower hog_cell"
             )
+        if not self.model_blocks(ctx):
+            raise ValueError(f"model {ctx.meta.name} lists no blocks to randomise (model.blocks)")
 
-    def _stages(self, blocks: list[str]) -> list[tuple[str, list[str]]]:
+    def stages(self, blocks: Sequence[str]) -> list[tuple[str, list[str]]]:
         """``(stage, randomised blocks)``: the original model, then the cascade or each block."""
         if self.mode == "cascading":
-            return [(ORIGINAL, []), *((b, blocks[: i + 1]) for i, b in enumerate(blocks))]
+            return [(ORIGINAL, []), *((b, list(blocks[: i + 1])) for i, b in enumerate(blocks))]
         return [(ORIGINAL, []), *((b, [b]) for b in blocks)]
 
-    def _model(self, ws: Workspace, randomised: list[str]) -> nn.Module:
-        if not randomised:
-            return ws.model
-        return randomized_copy(ws.model, randomised, INITS[self.init], self.std, ws.seed)
-
-    def run(self, ws: Workspace) -> Result:
-        self._check_sizes(ws)
-        blocks = list(ws.meta.blocks) if self.blocks is None else self.blocks
+    def randomised(self, ctx: RunContext, blocks: Sequence[str]) -> nn.Module:
+        """The trained model with ``blocks`` re-initialised: a copy (``ctx.model`` is kept)."""
         if not blocks:
-            raise ValueError(f"model {ws.meta.name} lists no blocks to randomise (model.blocks)")
-        names = method_names(ws, self.methods)
-        params = {
-            **{k: v for k, v in vars(self).items() if k != "views"},
-            "blocks": blocks,
-            "method_configs": {n: method_config(ws, n) for n in names},
-        }
-        store = partial_store(ws, params)
-        built = list(explainers(ws, self.methods))
-        reference = {name: e for name, e, _ in built if e is not None}
-        skipped = {name: note for name, e, note in built if e is None}
-        stages = self._stages(blocks)
-        shared = _StageCache(self, ws, dict(stages), reference)
+            return ctx.model
+        return randomized_copy(ctx.model, list(blocks), INITS[self.init], self.std, ctx.seed)
+
+    def run(self, ctx: RunContext) -> Result:
+        self.check(ctx)
+        blocks = self.model_blocks(ctx)
+        store = chunk_store(ctx, self.name, {**self.params(), "blocks": blocks})
+        built, skipped = build_explainers(ctx)
+        stages = self.stages(blocks)
+        shared = _StageCache(self, ctx, dict(stages), {spec.label: e for spec, e in built})
         frames = []
         for index, (stage, _) in enumerate(stages):  # one randomised model in memory at a time
-            jobs: list[Job] = [
-                (f"method={m}/stage={stage}", partial(shared.chunk, m, stage, index))
-                for m in reference
-            ]
-            parts = batch_chunks(ws, store, jobs, self.split, self.n_images, self.batch_size)
-            frames += [rows for _, _, rows in parts]  # stage, batch, method order
+            conditions = {"stage": stage, "stage_index": index}
+            jobs = [Job(spec, partial(shared.chunk, spec, stage), conditions) for spec, _ in built]
+            frames.append(run_jobs(ctx, store, jobs, self.plan, f"{self.name} {stage}"))
             shared.release(stage)
-        return self._result(ws, frames, [s for s, _ in stages], skipped, store)
+        frames = [f for f in frames if len(f)]
+        rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return self.result(ctx, rows, skipped, store)
 
-    def _target(self, model: nn.Module, batch: EvalBatch) -> Tensor:
+    def stage_target(self, model: nn.Module, batch: EvalBatch) -> Tensor:
+        """The class explained at a stage whose model is ``model``."""
         if self.target == "original":
             return batch.target
         with torch.no_grad():
             return model(batch.x).argmax(1)
 
-    def _rows(
-        self,
-        ws: Workspace,
-        method: str,
-        stage: str,
-        index: int,
-        batch: EvalBatch,
-        target: Tensor,
-        ref: dict[str, Tensor],
-        views: dict[str, Tensor],
+    def map_views(self, attr: Tensor) -> dict[str, Tensor]:
+        return map_views(attr, self.views, self.hog_cell)
+
+    def rows(
+        self, batch: EvalBatch, target: Tensor, views: dict[str, Tensor], ref: dict[str, Tensor]
     ) -> pd.DataFrame:
-        identity = {k: v for k, v in ws.identity.items() if k != "method"}
-        context = {
-            **identity,
-            "benchmark": self.name,
-            "method": method,
-            "mode": self.mode,
-            "init": self.init,
-            "stage": stage,
-            "stage_index": index,
-        }
-        images = batch.sample["index"].tolist()
-        targets = target.tolist()
+        """Rows of one batch: each metric between a stage's views and the reference views."""
+        context = {"mode": self.mode, "init": self.init}
+        images, targets = batch.sample["index"].tolist(), target.tolist()
         rows = []
         for metric in self.metrics:
             values = compare(views, ref, metric, self.constant_maps == "define").tolist()
-            for image, t, value in zip(images, targets, values):
+            for image, t, value in zip(images, targets, values, strict=True):
                 rows.append(
                     {**context, "image": image, "target": t, "metric": metric, "value": value}
                 )
         return pd.DataFrame(rows)
 
-    def _result(
-        self,
-        ws: Workspace,
-        frames: list[pd.DataFrame],
-        stages: list[str],
-        skipped: dict[str, str],
-        store: Any,
-    ) -> Result:
-        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        aggregates = aggregate(table, ["method", "stage", "metric"]) if len(table) else []
-        figures = [
-            str(self._figure(method, stages, aggregates, ws.run_dir))
-            for method in dict.fromkeys(r["method"] for r in aggregates)
-        ]
-        summary = {
+    def score(self, ctx: RunContext, explainer: Explainer, batch: EvalBatch) -> pd.DataFrame:
+        """Rows of the ``original`` stage of one batch: a second call of ``explainer`` (bound
+        to the trained model) against its first. :meth:`run` scores every stage and computes
+        each reference map once."""
+        views = self.map_views(explainer(batch.x, batch.target))
+        ref = self.map_views(explainer(batch.x, batch.target))
+        return self.rows(batch, batch.target, views, ref)
+
+    def summarize(self, rows: pd.DataFrame) -> dict[str, Any]:
+        return {
             "mode": self.mode,
             "init": self.init,
             "std": self.std,
             "target": self.target,
-            "stages": stages,
+            "stages": stage_order(rows),
             "metrics": self.metrics,
-            "n_images": int(table["image"].nunique()) if len(table) else 0,
-            "aggregate": aggregates,
-            "skipped": skipped,
-            "chunks_loaded": len(store.loaded),
-            "chunks_computed": len(store.computed),
+            "aggregate": aggregate(rows, ["method", "stage", "metric"]),
         }
-        return Result(table, summary, figures)
 
-    def _figure(
-        self, method: str, stages: list[str], aggregates: list[dict[str, Any]], run_dir: Path
-    ) -> Path:
-        fig = Figure(figsize=(max(4.0, 0.55 * len(stages) + 2), 3.4))
-        ax = fig.subplots()
-        xs = range(len(stages))
-        for metric in self.metrics:
-            by_stage = {
-                r["stage"]: r for r in aggregates if r["method"] == method and r["metric"] == metric
-            }
-            mean = [_num(by_stage.get(s, {}).get("mean")) for s in stages]
-            std = [_num(by_stage.get(s, {}).get("std")) for s in stages]
-            ax.plot(xs, mean, marker="o", ms=3, label=metric)
-            lo = [m - s for m, s in zip(mean, std)]
-            hi = [m + s for m, s in zip(mean, std)]
-            ax.fill_between(xs, lo, hi, alpha=0.15)
-        ax.axhline(0.0, color="k", lw=0.6)
-        ax.set_xticks(list(xs), stages, rotation=45, ha="right", fontsize=7)
-        ax.set_ylim(-1.05, 1.05)
-        ax.set_ylabel("similarity to the trained model's maps")
-        ax.set_title(f"{method}: {self.mode} randomisation ({self.init})", fontsize=9)
-        ax.legend(fontsize=7)
-        return save_figure(fig, run_dir / f"sanity_checks_{_safe_name(method)}.png")
-
-
-def _num(v: float | None) -> float:
-    return math.nan if v is None else float(v)
+    def draw(self, rows: pd.DataFrame, run_dir: Path) -> list[Path]:
+        """One figure of the stage curves per method label."""
+        stages = stage_order(rows)
+        aggregates = aggregate(rows, ["method", "stage", "metric"], warn=False)
+        title = f"{self.mode} randomisation ({self.init})"
+        paths = []
+        for label, name in figure_names(rows).items():
+            path = run_dir / f"{self.name}_{name}.png"
+            paths.append(
+                stage_curves(aggregates, label, stages, self.metrics, f"{label}: {title}", path)
+            )
+        return paths
 
 
 class _StageCache:
     """What the (stage, method) chunks of one run share, built lazily once per process: the
     randomised model of the current stage and its explainers (methods fitted from data are
     fitted on that model), the stage's targets for the batch at hand, and the trained model's
-    views of every batch (computed once, reused by every stage). Stages run one after another,
-    and :meth:`release` drops a finished stage's model."""
+    views of every batch per method label (computed once, reused by every stage). Stages run
+    one after another, and :meth:`release` drops a finished stage's model."""
 
     def __init__(
         self,
         bench: SanityChecks,
-        ws: Workspace,
+        ctx: RunContext,
         stages: dict[str, list[str]],
         reference: dict[str, Explainer],
     ) -> None:
-        self.bench, self.ws, self.stages, self.reference = bench, ws, stages, reference
+        self.bench, self.ctx, self.stages, self.reference = bench, ctx, stages, reference
         self.models: dict[str, nn.Module] = {}
         self.explainers: dict[tuple[str, str], Explainer] = {}
         self.targets: dict[tuple[str, int], Tensor] = {}
@@ -346,16 +299,16 @@ class _StageCache:
 
     def model(self, stage: str) -> nn.Module:
         if stage not in self.models:
-            self.models[stage] = self.bench._model(self.ws, self.stages[stage])
+            self.models[stage] = self.bench.randomised(self.ctx, self.stages[stage])
         return self.models[stage]
 
-    def explainer(self, stage: str, method: str) -> Explainer:
+    def explainer(self, stage: str, spec: MethodSpec) -> Explainer:
         if not self.stages[stage]:
-            return self.reference[method]
-        if (stage, method) not in self.explainers:
-            explainer = self.ws.explainer_named(method, model=self.model(stage))
-            self.explainers[(stage, method)] = explainer
-        return self.explainers[(stage, method)]
+            return self.reference[spec.label]
+        if (stage, spec.label) not in self.explainers:
+            explainer = self.ctx.explainer(spec, model=self.model(stage))
+            self.explainers[(stage, spec.label)] = explainer
+        return self.explainers[(stage, spec.label)]
 
     def release(self, stage: str) -> None:
         """Forget a finished stage's model, explainers and targets."""
@@ -363,15 +316,14 @@ class _StageCache:
         self.explainers = {k: v for k, v in self.explainers.items() if k[0] != stage}
         self.targets = {k: v for k, v in self.targets.items() if k[0] != stage}
 
-    def chunk(self, method: str, stage: str, index: int, batch: EvalBatch) -> pd.DataFrame:
+    def chunk(self, spec: MethodSpec, stage: str, batch: EvalBatch) -> pd.DataFrame:
         """Rows of one (stage, method, batch) chunk: the stage's maps against the reference."""
-        bench, explainer = self.bench, self.explainer(stage, method)
+        bench, explainer = self.bench, self.explainer(stage, spec)
         if (stage, batch.number) not in self.targets:
-            self.targets[(stage, batch.number)] = bench._target(self.model(stage), batch)
+            self.targets[(stage, batch.number)] = bench.stage_target(self.model(stage), batch)
         target = self.targets[(stage, batch.number)]
-        views = map_views(explainer(batch.x, target), bench.views, bench.hog_cell)
-        if (method, batch.number) not in self.views:  # the trained model's maps of the batch
-            ref = self.reference[method](batch.x, batch.target)
-            self.views[(method, batch.number)] = map_views(ref, bench.views, bench.hog_cell)
-        ref_views = self.views[(method, batch.number)]
-        return bench._rows(self.ws, method, stage, index, batch, target, ref_views, views)
+        views = bench.map_views(explainer(batch.x, target))
+        if (spec.label, batch.number) not in self.views:  # the trained model's maps
+            ref = self.reference[spec.label](batch.x, batch.target)
+            self.views[(spec.label, batch.number)] = bench.map_views(ref)
+        return bench.rows(batch, target, views, self.views[(spec.label, batch.number)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from xai_bench.methods.guided_backprop import ModifiedReluGradient
+from xai_bench.methods.modified_relu import ModifiedReluGradient
 
 
 class Deconvnet(ModifiedReluGradient):

@@ -32,7 +32,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
 from xai_bench.methods.base import Explainer, MethodNotApplicableError, input_gradient
-from xai_bench.methods.guided_backprop import OTHER_ACTIVATIONS
+from xai_bench.methods.modified_relu import OTHER_ACTIVATIONS
 from xai_bench.models.meta import ModelMeta
 
 LinearFn = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # (x, weight, bias) -> z

@@ -6,7 +6,7 @@ import math
 
 from torch import Tensor, nn
 
-from xai_bench.methods.guided_backprop import ModifiedReluGradient
+from xai_bench.methods.modified_relu import ModifiedReluGradient
 from xai_bench.models.meta import ModelMeta
 
 

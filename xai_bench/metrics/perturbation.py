@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xai_bench.methods.postprocess import Postprocess
+from xai_bench.metrics.postprocess import Postprocess
 from xai_bench.utils.blur import gaussian_blur
 
 FILLS = ("image_mean", "dataset_mean", "zero", "blur")
@@ -255,3 +256,29 @@ def fraction_counts(n_pixels: int, fractions: Sequence[float]) -> Tensor:
     if any(not 0.0 < p <= 1.0 for p in fractions):
         raise ValueError(f"fractions must lie in (0, 1], got {list(fractions)}")
     return torch.tensor([max(1, int(n_pixels * p)) for p in fractions])
+
+
+def batch_saliency(
+    attr: Tensor, x: Tensor, postprocess: Postprocess
+) -> tuple[Tensor, Tensor]:  # [B,C,H,W] -> [B,H,W], [B]
+    """One value per pixel of raw maps ``attr`` for inputs ``x``, and a per-image flag of
+    non-finite maps (their NaNs rank as least important, see :func:`saliency_2d`)."""
+    if attr.shape[-2:] != x.shape[-2:]:
+        raise ValueError(
+            f"maps of shape {tuple(attr.shape)} do not match inputs {tuple(x.shape)}; "
+            "add an `upsample` postprocess step"
+        )
+    nonfinite = ~torch.isfinite(attr.flatten(1)).all(1)
+    return saliency_2d(attr, postprocess), nonfinite
+
+
+def relative_change(y: Tensor, y0: Tensor) -> Tensor:
+    """``|y - y0| / |y0|`` per column of ``y`` ``[B, F]``; NaN where ``y0 == 0`` (undefined)."""
+    den = y0.abs().view(-1, 1)
+    safe = torch.where(den > 0, den, torch.ones_like(den))
+    return torch.where(den > 0, (y - y0.view(-1, 1)).abs() / safe, torch.nan)
+
+
+def flat(t: Tensor) -> np.ndarray:
+    """A tensor as a flat float64 numpy array (for result rows)."""
+    return t.detach().double().cpu().numpy().reshape(-1)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from xai_bench.methods.postprocess import channel_max_abs, clip_percentile, maxabs, minmax
+from xai_bench.metrics.postprocess import channel_max_abs, clip_percentile, maxabs, minmax
 
 HOG_EPS = 1e-5  # skimage's block-normalisation epsilon
 

@@ -118,7 +118,7 @@ def distributed_map(
     Args:
         items: the item numbers, the same list on every rank.
         work: computes and stores one item (gradients are enabled).
-        trainer: a Lightning ``Trainer`` preset (``configs/trainer/*.yaml``).
+        trainer: a Lightning ``Trainer`` preset (``xai_bench/configs/trainer/*.yaml``).
         done: skip items whose result exists (resumption); default: none is done.
     """
     items = list(items)

@@ -11,6 +11,8 @@ from matplotlib.figure import Figure
 
 from xai_bench.viz.figures import save_figure
 
+BASELINE = "random"  # the method config drawn dashed: the chance baseline
+
 
 def roar_curves(
     table: pd.DataFrame,
@@ -18,15 +20,16 @@ def roar_curves(
     base_acc: float | None = None,
     identity: Mapping[str, Any] | None = None,
 ) -> Path:
-    """One line per method (mean over retraining seeds, bars = std when there are several);
-    ``random`` dashed; ``base_acc`` (the unmodified model) as a dotted reference line."""
+    """One line per method label (mean over retraining seeds, bars = std when there are
+    several); the ``random`` baseline dashed; ``base_acc`` (the unmodified model) as a dotted
+    reference line."""
     acc = table[table["metric"] == "test_acc"]
     fig = Figure(figsize=(5.2, 3.6))
     ax = fig.subplots()
-    for method, rows in acc.groupby("method"):
+    for method, rows in acc.groupby("method", sort=False):
         stats = rows.groupby("fraction")["value"].agg(["mean", "std", "count"]).sort_index()
         err = stats["std"].where(stats["count"] > 1).fillna(0.0)
-        style = "--" if method == "random" else "-"
+        style = "--" if _is_baseline(str(method), rows) else "-"
         ax.errorbar(
             stats.index * 100, stats["mean"], yerr=err, fmt=style, marker="o", ms=3,
             capsize=2, label=str(method),
@@ -40,3 +43,10 @@ def roar_curves(
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
+
+
+def _is_baseline(method: str, rows: pd.DataFrame) -> bool:
+    """A ``random`` method label, or any label of the ``random`` method config."""
+    if method == BASELINE:
+        return True
+    return "method_config" in rows and bool((rows["method_config"] == BASELINE).any())

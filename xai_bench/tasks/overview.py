@@ -5,13 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from xai_bench.benchmarks.base import Benchmark, Result
-from xai_bench.models.lit import accuracy
+from xai_bench.engine.benchmark import Result, Task
+from xai_bench.engine.context import RunContext
+from xai_bench.training.lit import accuracy
 from xai_bench.viz.figures import sample_grid
-from xai_bench.workspace import Workspace
 
 
-class Overview(Benchmark):
+class Overview(Task):
     """Accuracy of the evaluated model on one split, and a grid of labelled samples.
 
     Args:
@@ -21,7 +21,7 @@ class Overview(Benchmark):
     """
 
     name = "overview"
-    higher_is_better = True
+    headline = {"accuracy": True}
 
     def __init__(self, split: str = "test", batch_size: int = 256, n_figure: int = 16) -> None:
         self.split = split
@@ -29,11 +29,11 @@ class Overview(Benchmark):
         self.n_figure = int(n_figure)
 
     @torch.no_grad()
-    def run(self, ws: Workspace) -> Result:
-        model, dm, multilabel = ws.model, ws.datamodule, ws.meta.multilabel
+    def run(self, ctx: RunContext) -> Result:
+        model, dm, multilabel = ctx.model, ctx.datamodule, ctx.meta.multilabel
         correct, total, first = 0.0, 0, None
         for batch in dm.dataloader(self.split, batch_size=self.batch_size):
-            x, y = batch["image"].to(ws.device), batch["label"].to(ws.device)
+            x, y = batch["image"].to(ctx.device), batch["label"].to(ctx.device)
             logits = model(x)
             correct += float(accuracy(logits, y, multilabel)) * x.shape[0]
             total += x.shape[0]
@@ -54,13 +54,14 @@ class Overview(Benchmark):
                 dm.denormalize(batch["image"][:k]),
                 titles,
                 None if boxes is None else boxes[:k],
-                ws.run_dir / "samples.png",
+                ctx.run_dir / "samples.png",
             )
             figures.append(str(path))
         table = pd.DataFrame(
             [
                 {
-                    **ws.identity,
+                    **ctx.identity,
+                    "seed": ctx.seed,
                     "benchmark": self.name,
                     "split": self.split,
                     "metric": "accuracy",
@@ -69,7 +70,8 @@ class Overview(Benchmark):
                 }
             ]
         )
-        return Result(table, {"accuracy": acc, "n": total}, figures)
+        summary = {"accuracy": acc, "n": total, "headline": dict(self.headline)}
+        return Result(table, summary, figures)
 
 
 def _name(index: int, names: list[str] | None) -> str:

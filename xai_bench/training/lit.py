@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xai_bench.models.recipe import Recipe
+from xai_bench.training.recipe import Recipe
 
 
 def accuracy(logits: Tensor, labels: Tensor, multilabel: bool) -> Tensor:

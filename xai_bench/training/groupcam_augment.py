@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from xai_bench.methods.groupcam import GroupCAM
-from xai_bench.models.lit import Classifier
-from xai_bench.models.recipe import Recipe
+from xai_bench.training.lit import Classifier
+from xai_bench.training.recipe import Recipe
 from xai_bench.utils.blur import gaussian_blur
 
 # The fine-tuning defaults (GCAM §5 fine-tunes with SGD and decays the rate by 10).
@@ -71,7 +71,7 @@ def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
 
 
 class GroupCAMAugment(Classifier):
-    """:class:`~xai_bench.models.lit.Classifier` whose training images are Group-CAM blends.
+    """:class:`~xai_bench.training.lit.Classifier` whose training images are Group-CAM blends.
 
     With probability ``p`` per image (``p = 1``: every image, the paper), the training image is
     replaced by :func:`groupcam_blend` of its forward-only Group-CAM map for its label. The maps

@@ -18,8 +18,8 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
-from xai_bench.models.lit import Classifier
-from xai_bench.models.recipe import Recipe
+from xai_bench.training.lit import Classifier
+from xai_bench.training.recipe import Recipe
 from xai_bench.utils.io import atomic_write, atomic_write_json
 
 MODEL_FILE = "model.pt"

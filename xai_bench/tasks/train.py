@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from xai_bench.benchmarks.base import Benchmark, Result
-from xai_bench.workspace import Workspace
+from xai_bench.engine.benchmark import Result, Task
+from xai_bench.engine.context import RunContext
 
 
-class Train(Benchmark):
+class Train(Task):
     """``benchmark=train``: fit, validate and test with Lightning; reuse a finished checkpoint.
 
     The checkpoint lands in the model zoo folder (``paths.checkpoint_dir``), keyed by model,
@@ -19,20 +19,23 @@ class Train(Benchmark):
     """
 
     name = "train"
-    higher_is_better = True
+    headline = {"test_acc": True, "val_acc": True}
 
     def __init__(self, progress: bool = True) -> None:
         self.progress = bool(progress)
 
-    def run(self, ws: Workspace) -> Result:
-        metrics = ws.trained_metrics()
+    def run(self, ctx: RunContext) -> Result:
+        trainer = ctx.model_trainer()
+        metrics = trainer.trained_metrics()
         reused = metrics is not None
         if metrics is None:
-            metrics = ws.train(progress=self.progress)
+            metrics = trainer.train(progress=self.progress)
+        identity = {**ctx.identity, "seed": ctx.seed}
         rows = [
-            {**ws.identity, "benchmark": self.name, "metric": k, "value": float(v)}
+            {**identity, "benchmark": self.name, "metric": k, "value": float(v)}
             for k, v in metrics.items()
             if isinstance(v, int | float)
         ]
-        summary = {**metrics, "checkpoint": str(ws.checkpoint_dir), "reused": reused}
+        summary = {**metrics, "checkpoint": str(trainer.checkpoint_dir), "reused": reused,
+                   "headline": dict(self.headline)}  # fmt: skip
         return Result(pd.DataFrame(rows), summary)

@@ -1,0 +1,152 @@
+"""Method specs: variants of one method side by side, their identity in every table, user config
+folders in lists, clear errors for bad entries, and a benchmark called without Hydra."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from xai_bench.benchmarks.pixel_perturbation import PixelPerturbation
+from xai_bench.data.shapes import ShapesDataModule
+from xai_bench.engine.context import RunContext
+from xai_bench.method_specs import resolve_methods
+from xai_bench.methods.spec import MethodSet, MethodSpec
+from xai_bench.models.meta import ModelMeta
+from xai_bench.models.small import ResNet8
+from xai_bench.results.store import load_all
+from xai_bench.results.summary import write_summary
+from xai_bench.run import run
+from xai_bench.utils.errors import UserInputError
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = ("model.weights=random", "model.net.widths=[4,8,8]", "dataset.datamodule.n_test=8",
+        "benchmark=efficiency", "benchmark.batch_size=4", "benchmark.repeats=1",
+        "benchmark.warmup=0")  # fmt: skip
+B2 = "${model.block_layers.B2}"
+PP = "benchmark=pixel_perturbation"
+MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
+B3 = "${model.block_layers.B3}"
+
+
+def test_entries_resolve_to_labels_params_and_hashes(make_cfg) -> None:
+    cfg = make_cfg(
+        "benchmark=pixel_perturbation",
+        f"benchmark.methods=[gradient,{{name:gradcampp,layer:'{B2}'}},"
+        f"{{name:gradcampp,label:B3,params:{{layer:'{B3}'}}}}]",
+    )
+    specs = resolve_methods(cfg)
+    assert specs.labels() == ["gradient", "gradcampp(layer=layer2)", "B3"]
+    assert [s.config_name for s in specs] == ["gradient", "gradcampp", "gradcampp"]
+    assert specs[1].params == {"layer": "layer2"} and specs[2].params == {"layer": "layer3"}
+    assert specs[1].config["explainer"]["layer"] == "layer2"  # interpolation resolved
+    assert len({s.hash for s in specs}) == 3
+    # the same parameters give the same hash, whatever the label
+    again = resolve_methods(make_cfg(PP, f"benchmark.methods=[{{name:gradcampp,layer:'{B2}'}}]"))
+    assert again[0].hash == specs[1].hash
+
+
+def test_own_method_is_the_one_entry_case(make_cfg) -> None:
+    cfg = make_cfg("benchmark=pixel_perturbation", "benchmark.methods=[]", "method=gradcampp",
+                   f"method.explainer.layer={B2}")  # fmt: skip
+    (spec,) = resolve_methods(cfg)
+    listed = resolve_methods(make_cfg(PP, f"benchmark.methods=[{{name:gradcampp,layer:'{B2}'}}]"))
+    assert (spec.label, spec.hash) == (listed[0].label, listed[0].hash)
+    plain = resolve_methods(make_cfg(PP, "benchmark.methods=[]", "method=gradcampp"))[0]
+    assert plain.label == "gradcampp" and plain.params == {}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("[gradient,gradcam_typo]", r"benchmark.methods\[1\]: unknown method 'gradcam_typo'"),
+        ("[{name:gradcam,layr:x}]", r"benchmark.methods\[0\] \(gradcam\): unknown parameter.*layr"),
+        ("[gradient,{name:gradcam,label:gradient}]", "label 'gradient' is used twice"),
+        ("[{label:x}]", r"benchmark.methods\[0\]: a method entry is a config name or a mapping"),
+    ],
+)
+def test_bad_entries_fail_before_any_computation(make_cfg, tmp_path, entry, message) -> None:
+    cfg = make_cfg("benchmark=pixel_perturbation", f"benchmark.methods={entry}")
+    with pytest.raises(UserInputError, match=message):
+        run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # nothing written, no model trained
+    assert not Path(cfg.paths.checkpoint_dir).exists()
+
+
+def test_two_variants_in_one_run_give_two_rows(make_cfg, tmp_path) -> None:
+    methods = f"benchmark.methods=[{{name:gradcampp,layer:'{B2}'}},{{name:gradcampp,layer:'{B3}'}}]"
+    cfg = make_cfg(*TINY, methods)
+    out = tmp_path / "outputs"
+    run(cfg, out / "one")
+    table = pd.read_csv(out / "one" / "results.csv")
+    ratios = table[table.metric == "time_ratio_to_fwd_bwd"].set_index("method")
+    assert {"gradcampp(layer=layer2)", "gradcampp(layer=layer3)"} <= set(ratios.index)
+    variants = ratios.loc[["gradcampp(layer=layer2)", "gradcampp(layer=layer3)"]]
+    assert set(variants.method_config) == {"gradcampp"} and variants.method_hash.nunique() == 2
+    saved = yaml.safe_load((out / "one" / "config.yaml").read_text())["resolved_methods"]
+    assert [s["config"]["explainer"]["layer"] for s in saved] == ["layer2", "layer3"]
+    long = pd.read_csv(write_summary(out)[0])
+    rows = long[(long.metric == "time_ratio_to_fwd_bwd") & (long.method_config == "gradcampp")]
+    assert len(rows) == 2 and set(rows.n) == {1}
+
+
+def test_two_variants_in_two_runs_give_two_rows(make_cfg, tmp_path) -> None:
+    out = tmp_path / "outputs"
+    for name, block in (("b2", B2), ("b3", B3)):
+        cfg = make_cfg(*TINY, "benchmark.methods=[]", "method=gradcampp",
+                       f"method.explainer.layer={block}")  # fmt: skip
+        run(cfg, out / name)
+    long = pd.read_csv(write_summary(out)[0])
+    rows = long[(long.metric == "time_ratio_to_fwd_bwd") & (long.method_config == "gradcampp")]
+    assert sorted(rows.method) == ["gradcampp(layer=layer2)", "gradcampp(layer=layer3)"]
+    assert set(rows.n) == {1}
+    spec = importlib.util.spec_from_file_location("collect", REPO / "scripts/collect_results.py")
+    collect = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(collect)  # type: ignore[union-attr]
+    collected = collect.grouped(load_all(out))
+    got = collected[(collected.metric == "time_ratio_to_fwd_bwd")]
+    assert len(got[got.method_config == "gradcampp"]) == 2
+
+
+def test_user_config_folder_works_inside_a_list(tmp_path) -> None:
+    conf = tmp_path / "conf" / "method"
+    conf.mkdir(parents=True)
+    (conf / "my_gradient.yaml").write_text(
+        "name: my_gradient\nexplainer:\n  _target_: xai_bench.methods.gradient.Gradient\n"
+        "  _partial_: true\n"
+    )
+    env = {**os.environ, "XAI_BENCH_ROOT": str(tmp_path)}
+    args = [sys.executable, "-m", "xai_bench", "--config-dir", str(tmp_path / "conf"), *TINY,
+            "benchmark.methods=[gradient,my_gradient,{name:my_gradient,label:mine}]"]  # fmt: skip
+    res = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    run_dir = next((tmp_path / "outputs").rglob("results.csv")).parent
+    assert run_dir.parent.name == "gradient+my_gradient+mine"  # the method folder: the labels
+    table = pd.read_csv(run_dir / "results.csv")
+    mine = table[table.method.isin(["my_gradient", "mine"])]
+    assert set(mine.method_config) == {"my_gradient"} and mine.method_hash.nunique() == 1
+
+
+def test_benchmark_runs_without_hydra(tmp_path) -> None:
+    torch.manual_seed(0)
+    net = ResNet8(num_classes=4, widths=(4, 8, 8)).eval()
+    dm = ShapesDataModule(n_train=8, n_val=8, n_test=8, root=str(tmp_path), mean=MEAN, std=STD,
+                          image_size=32)  # fmt: skip
+    meta = ModelMeta.create(name="resnet8", num_classes=4, input_size=[3, 32, 32], mean=MEAN,
+                            std=STD, cam_layer="layer3")  # fmt: skip
+    grad = {"_target_": "xai_bench.methods.gradient.Gradient", "_partial_": True}
+    methods = MethodSet([MethodSpec.create("gradient", grad),
+                         MethodSpec.create("gradient", grad, label="again")])  # fmt: skip
+    ctx = RunContext.create(net, meta, dm, methods, tmp_path)
+    result = PixelPerturbation(n_images=4, batch_size=4, fractions=[0.1]).run(ctx)
+    auc = result.table[result.table.metric == "auc"]
+    assert sorted(auc.method.unique()) == ["again", "gradient"] and len(auc) == 8
+    a, b = (auc[auc.method == m].value.to_numpy() for m in ("gradient", "again"))
+    assert (a == b).all()  # equal parameters, equal numbers

@@ -1,0 +1,1 @@
+"""Tasks that are not benchmarks: ``train``, ``overview`` and ``gallery``."""
