@@ -9,8 +9,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pandas as pd
+
 from xai_bench.results.store import load_all
 from xai_bench.viz.roar import roar_curves
+
+
+def distinct_labels(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose method label names several configs across runs (another ``method_hash``)
+    get ``label [hash]`` labels, so that different variants are never averaged together."""
+    if "method_hash" not in rows:
+        return rows
+    hashes = rows.groupby("method")["method_hash"].nunique()
+    clash = rows["method"].isin(hashes[hashes > 1].index)
+    rows = rows.copy()
+    short = rows.loc[clash, "method_hash"].astype(str).str[:6]
+    rows.loc[clash, "method"] = rows.loc[clash, "method"] + " [" + short + "]"
+    return rows
 
 
 def main() -> None:
@@ -22,6 +37,7 @@ def main() -> None:
     if table.empty:
         raise SystemExit(f"no finished ROAR run under {args.outputs}")
     for (model, data), rows in table.groupby(["model", "dataset"]):
+        rows = distinct_labels(rows)
         out = Path(args.out or Path(args.outputs) / f"roar_{model}_{data}.png")
         path = roar_curves(rows, out, identity={"model": model, "dataset": data})
         acc = rows[rows.metric == "test_acc"].pivot_table(

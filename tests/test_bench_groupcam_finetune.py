@@ -13,9 +13,9 @@ import torch
 
 import xai_bench.benchmarks.groupcam_finetune as gft
 from xai_bench.methods.groupcam import GroupCAM
-from xai_bench.training.groupcam_augment import FINETUNE_RECIPE, GroupCAMAugment, groupcam_blend
 from xai_bench.models.small import ResNet8
 from xai_bench.run import build_benchmark, run
+from xai_bench.training.groupcam_augment import FINETUNE_RECIPE, GroupCAMAugment, groupcam_blend
 from xai_bench.utils.blur import gaussian_blur
 from xai_bench.utils.errors import UserInputError
 from xai_bench.workspace import Workspace
@@ -130,12 +130,16 @@ def test_p0_equals_plain_and_a_rerun_retrains_nothing(make_cfg, tmp_path, monkey
     table = pd.read_csv(tmp_path / "p0" / "results.csv")
     plain, blended = _rows(table, "plain", "val_acc"), _rows(table, "groupcam", "val_acc")
     assert list(plain.index) == [0, 1, 2] and list(blended.index) == [0, 1, 2]
+    assert list(table.columns[:10]) == [
+        "experiment", "model", "dataset", "seed", "benchmark", "method", "method_config",
+        "method_hash", "metric", "value",
+    ]  # fmt: skip
+    assert table.method_config.isna().all(), "the variants are training schemes, not methods"
     assert plain.tolist() == blended.tolist(), "p=0 is plain fine-tuning, number for number"
     assert out["plain/test_acc"] == out["groupcam/test_acc"] and out["gain"] == 0.0
     assert out["reused"] == {"plain": False, "groupcam": False}
     assert (tmp_path / "p0" / "groupcam_finetune.png").stat().st_size > 5_000
-    ws = Workspace(cfg, tmp_path / "p0")
-    start = ws.model.state_dict()
+    start = Workspace(cfg, tmp_path / "p0").context().model.state_dict()
     assert plain[0] == out["start/val_acc"] and 0.0 <= plain[0] <= 1.0
 
     paper = run(make_cfg(*TINY), tmp_path / "p1")  # p=1: new groupcam, new run dir
@@ -161,14 +165,14 @@ def test_p0_equals_plain_and_a_rerun_retrains_nothing(make_cfg, tmp_path, monkey
     again = run(make_cfg(*TINY, "benchmark.p=0.0", "force=true"), tmp_path / "p0")
     assert again["reused"] == {"plain": True, "groupcam": True}
     assert again["groupcam/test_acc"] == out["groupcam/test_acc"]
-    for key, value in Workspace(cfg, tmp_path / "p0").model.state_dict().items():
+    for key, value in Workspace(cfg, tmp_path / "p0").context().model.state_dict().items():
         assert torch.equal(value, start[key]), "the evaluated model is never changed"
 
 
 def test_multilabel_data_is_refused(make_cfg, tmp_path) -> None:
     cfg = make_cfg(*TINY, "dataset=shapes_multi")
     with pytest.raises(UserInputError, match="multi-label"):
-        gft.GroupCAMFinetune().run(Workspace(cfg, tmp_path))
+        gft.GroupCAMFinetune().run(Workspace(cfg, tmp_path).context())
 
 
 def test_recipe_block_keys_the_checkpoints(make_cfg) -> None:

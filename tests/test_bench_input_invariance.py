@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from xai_bench.benchmarks.input_invariance import InputInvariance, compare_maps, pearson
+from xai_bench.benchmarks.input_invariance import InputInvariance
 from xai_bench.methods.base import input_gradient
+from xai_bench.metrics.invariance import compare_maps, pearson
 from xai_bench.models.shift import (
     check_twin,
     checkerboard_shift,
@@ -21,6 +22,7 @@ from xai_bench.models.shift import (
 )
 from xai_bench.models.small import MLP
 from xai_bench.run import run
+from xai_bench.utils.errors import UserInputError
 from xai_bench.workspace import Workspace
 
 SMALL = (
@@ -242,3 +244,42 @@ def test_float32_and_per_image_noise_level(make_cfg, tmp_path, one_thread) -> No
     assert out["invariant/checkerboard"] == ["gradient", "pattern_net"]
     assert out["not_invariant/checkerboard"] == ["smoothgrad"]
     assert out["logit_max_abs_diff/checkerboard"] < 1e-4
+
+
+def test_labelled_specs_and_smoothgrad_over_by_label(make_cfg, tmp_path, one_thread) -> None:
+    """Rows carry each spec's label, config and hash; `smoothgrad_over` wraps a method of the
+    run (by label) in the run's smoothgrad noise tunnel, labelled `<tunnel>(<method>)`."""
+    methods = (
+        "benchmark.methods=[{name:gradient,label:grad_a},{name:input_x_gradient,label:ixg},"
+        "{name:smoothgrad,label:sg,n_samples:4}]"
+    )
+    args = (
+        *SMALL,
+        methods,
+        "benchmark.smoothgrad_over=[grad_a,ixg]",
+        "benchmark.shifts=[constant]",
+    )
+    out = run(make_cfg(*args), tmp_path / "r")
+    table = pd.read_csv(tmp_path / "r" / "results.csv")
+    inv = table[table.metric == "invariant"].set_index("method")
+    assert list(inv.index) == ["grad_a", "ixg", "sg", "sg(grad_a)", "sg(ixg)"]
+    assert (
+        list(inv.method_config)
+        == ["gradient", "input_x_gradient", "smoothgrad"] + ["smoothgrad"] * 2
+    )
+    # the hash is the config's: smoothgrad over gradient is the `sg` config itself
+    assert inv.method_hash.nunique() == 4
+    assert inv.method_hash["sg(grad_a)"] == inv.method_hash["sg"]
+    assert out["invariant/constant"] == ["grad_a", "sg", "sg(grad_a)"]
+    assert out["not_invariant/constant"] == ["ixg", "sg(ixg)"]
+    assert out["headline"] == {"invariant": True, "rel_diff": False}
+    assert out["chunks_computed"] == 1 + 5 and out["skipped"] == {}
+    # a label that is not a method of the run, or no smoothgrad to take the tunnel from
+    for extra, match in (
+        ("benchmark.smoothgrad_over=[nope]", "smoothgrad_over lists 'nope'"),
+        ("benchmark.methods=[gradient]", "needs a `smoothgrad` entry"),
+    ):
+        cfg = make_cfg(*args, extra)
+        with pytest.raises(UserInputError, match=match) as err:
+            run(cfg, tmp_path / "bad")
+        assert "\n" not in str(err.value)

@@ -149,6 +149,37 @@ def test_roar_end_to_end_resumes_and_reuses_caches(make_cfg, tmp_path: Path) -> 
     assert len(after) == 9 and all(after[k] == v for k, v in caches.items())
 
 
+def test_method_variants_get_their_own_maps_and_retrains(make_cfg, tmp_path: Path) -> None:
+    """Two variants of one method (two labels, other params) have their own maps, retrains and
+    rows; a relabelled copy of one shares its maps (same config) but not its retrains; the
+    fraction-0 retrain on clean data is one for all."""
+    methods = "[{name:random,label:r1},{name:random,label:r2,seed:1},{name:random,label:r3}]"
+    cfg = make_cfg(*TINY, f"benchmark.methods={methods}", "benchmark.fractions=[0.0,0.5]")
+    out = run(cfg, tmp_path / "run")
+    table = pd.read_csv(tmp_path / "run" / "results.csv")
+    acc = table[table.metric == "test_acc"]
+    assert list(dict.fromkeys(acc.method)) == ["r1", "r2", "r3"] and len(acc) == 6
+    assert set(acc.method_config) == {"random"}
+    hashes = acc.groupby("method").method_hash.first()
+    assert hashes["r1"] == hashes["r3"] != hashes["r2"]
+    auc = table[table.metric == "roar_auc"]
+    assert auc.method.tolist() == ["r1", "r2", "r3"] and set(out["roar_auc"]) == {"r1", "r2", "r3"}
+
+    caches = sorted((tmp_path / "outputs" / "cache" / "attributions").rglob("saliency.npy"))
+    assert len(caches) == 6  # r1 (= r3) and r2, x train/val/test
+    keys = [json.loads((p.parent / "key.json").read_text()) for p in caches]
+    assert {k["method_hash"] for k in keys} == {hashes["r1"], hashes["r2"]}
+    assert out["retrained"] == 4 and out["reused"] == 2  # clean once + 3 variants at 0.5
+    units = sorted(p.name for p in (tmp_path / "run").rglob("retrain/*") if p.is_dir())
+    assert len(units) == 4 and units[0] == "clean_seed=0"
+    assert [u.split("-")[0] for u in units[1:]] == ["r1", "r2", "r3"]
+
+    half = acc[acc.fraction == 0.5].set_index("method").value
+    assert half["r1"] == half["r3"], "same maps and seed: the same retrain, number for number"
+    clean = acc[acc.fraction == 0.0].value
+    assert clean.nunique() == 1, "one shared clean retrain"
+
+
 def test_roar_finetune_without_epochs_keeps_the_model_accuracy(make_cfg, tmp_path) -> None:
     """Known answer: fraction 0 + fine-tuning for 0 epochs is the evaluated model itself."""
     cfg = make_cfg(*TINY, "benchmark.methods=[random]", "benchmark.fractions=[0.0]",

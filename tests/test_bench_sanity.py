@@ -237,6 +237,8 @@ def test_two_variants_of_one_method_are_two_methods(make_cfg, tmp_path) -> None:
     bench = SanityChecks(n_images=4, batch_size=4, hog_cell=8, blocks=["fc", "layer3"])
     assert bench.run(ctx).summary["chunks_computed"] == 2 * 3  # methods x stages, one batch
     assert not _changed(ctx.model, state)
+    rows = bench.score(ctx, ctx.explainer(ctx.methods[0]), bench.plan.batch(ctx, 0))
+    assert len(rows) == 4 * 4 and rows.value.tolist() == pytest.approx([1.0] * 16)  # original
     out = run(cfg, tmp_path / "x")  # the same chunks, from the config
     assert out["chunks_loaded"] == 2 * 3 and out["chunks_computed"] == 0
     labels = ["gradcam", "gradcam(layer=layer2)"]

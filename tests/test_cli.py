@@ -61,7 +61,7 @@ def test_bad_method_list_and_unfit_dataset_are_one_line_errors(tmp_path) -> None
     res = xai_bench("model=mlp", "dataset=digits", "model.weights=random",
                     "benchmark=pointing_game", root=tmp_path)  # fmt: skip
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert "dataset 'digits' has none" in res.stderr and "shapes_multi" in res.stderr
+    assert "dataset 'digits' has none" in res.stderr and "has_boxes" in res.stderr
 
 
 def test_submitit_local_sweep_of_two_jobs_resumes(tmp_path) -> None:
@@ -71,7 +71,7 @@ def test_submitit_local_sweep_of_two_jobs_resumes(tmp_path) -> None:
     )  # fmt: skip
     res = xai_bench(*args, root=tmp_path, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    base = tmp_path / "outputs" / "default" / "overview" / "resnet8" / "shapes" / "gradient"
+    base = tmp_path / "outputs" / "default" / "overview" / "resnet8" / "shapes"  # no method folder
     runs = sorted(p.name for p in base.iterdir())
     assert len(runs) == 2 and runs[0].endswith("seed=0") and runs[1].endswith("seed=1")
     stamps = {}

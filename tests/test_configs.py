@@ -93,3 +93,17 @@ def test_launcher_presets_compose(tmp_path, launcher: str) -> None:
     if launcher == "slurm":
         assert cfg.hydra.launcher.timeout_min == 240 and cfg.hydra.launcher.gpus_per_node == 1
         assert cfg.hydra.launcher.submitit_folder.startswith(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("experiment", "key"),
+    [
+        ("embedded", "resnet8-shapes-0be2149820"),
+        ("embedded_multi", "resnet8-shapes_multi-f951cf9a76"),
+        ("input_invariance", "mlp-digits-d92bdb9644"),
+    ],
+)
+def test_embedded_checkpoint_keys_are_stable(make_cfg, experiment: str, key: str) -> None:
+    """A code or config move must not change these keys: users' trained models would retrain."""
+    cfg = make_cfg(f"experiment={experiment}")
+    assert Workspace(cfg, cfg.paths.output_dir).checkpoint_dir.name == key

@@ -1,7 +1,7 @@
 """Every method config x {CNN, ViT, MLP}: the explainer contract, batching and model safety.
 
-Method configs are found by globbing ``xai_bench/configs/method``, so a new method is tested here as soon
-as its config exists.
+Method configs are found by globbing ``xai_bench/configs/method``, so a new method is tested
+here as soon as its config exists.
 """
 
 from __future__ import annotations

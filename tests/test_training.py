@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from xai_bench.engine.context import RunContext
+from xai_bench.run import run
 from xai_bench.training.lit import Classifier
 from xai_bench.training.recipe import Recipe
-from xai_bench.run import run
 from xai_bench.utils.errors import UserInputError
 from xai_bench.workspace import Workspace
 
@@ -22,32 +24,34 @@ TINY = (
 )  # fmt: skip
 
 
+def _context(cfg: DictConfig, run_dir: Path) -> RunContext:
+    return Workspace(cfg, run_dir).context()
+
+
 def test_train_smoke_saves_and_reuses_checkpoint(make_cfg, tmp_path) -> None:
     cfg = make_cfg(*TINY)
     out = run(cfg, tmp_path / "run1")
     assert out["reused"] is False and 0.0 <= out["test_acc"] <= 1.0
-    ws = Workspace(cfg, tmp_path / "run1")
-    assert (ws.checkpoint_dir / "model.pt").is_file()
-    assert (ws.checkpoint_dir / "lightning" / "last.ckpt").is_file()
-    metrics = json.loads((ws.checkpoint_dir / "metrics.json").read_text())
+    folder = _context(cfg, tmp_path / "run1").model_trainer().checkpoint_dir
+    assert out["checkpoint"] == str(folder) and (folder / "model.pt").is_file()
+    assert (folder / "lightning" / "last.ckpt").is_file()
+    metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["epochs"] == 1
     # resumes load checkpoints with weights_only=True: the recipe is stored as plain values
-    ckpt = torch.load(ws.checkpoint_dir / "lightning" / "last.ckpt", weights_only=True)
+    ckpt = torch.load(folder / "lightning" / "last.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["recipe"] == Recipe.from_mapping(cfg.train).to_dict()
 
     again = run(cfg, tmp_path / "run2")  # another run dir: finds the checkpoint, trains nothing
     assert again["reused"] is True and again["test_acc"] == out["test_acc"]
     assert run(cfg, tmp_path / "run1")["cached"] is True  # same run dir: the result itself
 
-    other = Workspace(make_cfg(*TINY, "train.lr=0.01"), tmp_path)
-    assert other.checkpoint_dir != ws.checkpoint_dir, "a new recipe must not reuse a checkpoint"
-    same = Workspace(make_cfg(*TINY, "num_workers=1", "trainer=auto"), tmp_path)
-    assert same.checkpoint_dir == ws.checkpoint_dir, "runtime settings do not change the key"
+    other = _context(make_cfg(*TINY, "train.lr=0.01"), tmp_path).model_trainer()
+    assert other.checkpoint_dir != folder, "a new recipe must not reuse a checkpoint"
+    same = _context(make_cfg(*TINY, "num_workers=1", "trainer=auto"), tmp_path).model_trainer()
+    assert same.checkpoint_dir == folder, "runtime settings do not change the key"
 
-    trained = Workspace(
-        make_cfg(*TINY, "model.weights=trained", "train_if_missing=false"), tmp_path
-    )
-    state = torch.load(ws.checkpoint_dir / "model.pt", weights_only=True)
+    trained = _context(make_cfg(*TINY, "model.weights=trained", "train_if_missing=false"), tmp_path)
+    state = torch.load(folder / "model.pt", weights_only=True)
     for key, value in trained.model.state_dict().items():
         assert torch.equal(value, state[key])
     assert not trained.model.training

@@ -19,26 +19,24 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import nn
 
-from xai_bench.benchmarks.base import Benchmark, Result
-from xai_bench.benchmarks.common import partial_store
+from xai_bench.engine.benchmark import Benchmark, Result
+from xai_bench.engine.context import RunContext
+from xai_bench.engine.fingerprint import fingerprint
+from xai_bench.engine.jobs import chunk_store, tidy_table
+from xai_bench.training.fit import METRICS_FILE, MODEL_FILE, fit_and_test
 from xai_bench.training.groupcam_augment import FINETUNE_RECIPE, GroupCAMAugment
 from xai_bench.training.lit import Classifier, accuracy
 from xai_bench.training.recipe import Recipe
-from xai_bench.training.fit import METRICS_FILE, MODEL_FILE, fit_and_test
 from xai_bench.utils.errors import UserInputError
-from xai_bench.utils.hashing import stable_hash, state_hash
+from xai_bench.utils.hashing import state_hash
 from xai_bench.utils.io import atomic_write_json
 from xai_bench.viz.curves import accuracy_curves
-from xai_bench.workspace import Workspace
 
 VARIANTS = ("plain", "groupcam")
 FINETUNE_DIR = "finetune"
 RECIPE_FILE = "recipe.json"
-# Datamodule arguments that do not change the images a model sees (or that the recipe sets).
-_RUNTIME_DATA_KEYS = ("root", "num_workers", "batch_size", "download", "augment")
 
 
 @torch.no_grad()
@@ -60,14 +58,16 @@ class GroupCAMFinetune(Benchmark):
     Both variants start from the evaluated model's weights (copied into a fresh network; the
     model itself is never changed), use the same seed, data order and recipe, and differ only
     in the training images. Each trains into its own checkpoint folder
-    ``<run_dir>/finetune/<variant>-<hash>``, keyed by the recipe, the starting weights, the data
-    and the seed: a killed run resumes from Lightning's ``last.ckpt``, and a finished variant is
-    reused, never retrained.
+    ``<run_dir>/finetune/<variant>-<hash>``, keyed by the recipe, the starting weights, the
+    model and data (``ctx.fingerprint``) and the seed: a killed run resumes from Lightning's
+    ``last.ckpt``, and a finished variant is reused, never retrained. It compares two training
+    schemes, not the run's methods: the ``method`` column of its rows is the variant.
 
     Args:
         recipe: the fine-tuning recipe, a mapping of :class:`~xai_bench.training.recipe.Recipe`
-            fields (missing ones keep :data:`~xai_bench.training.groupcam_augment.FINETUNE_RECIPE`'s:
-            momentum SGD, lr 1e-3, 3 epochs); its ``batch_size`` is also the evaluation batch
+            fields (missing ones keep
+            :data:`~xai_bench.training.groupcam_augment.FINETUNE_RECIPE`'s: momentum SGD,
+            lr 1e-3, 3 epochs); its ``batch_size`` is also the evaluation batch
             size and its ``augment`` the dataset's training augmentation (ImageNet:
             RandomResizedCrop + flip). ``max_epochs`` must be at least 1.
         p: probability that a training image is replaced by its Group-CAM blend.
@@ -79,7 +79,7 @@ class GroupCAMFinetune(Benchmark):
     """
 
     name = "groupcam_finetune"
-    higher_is_better = True
+    headline = {"test_acc": True}
 
     def __init__(
         self,
@@ -113,101 +113,97 @@ class GroupCAMFinetune(Benchmark):
         extra = self.groupcam if variant == "groupcam" else {}
         return {"variant": variant, **recipe, **extra}
 
-    def checkpoint_dir(self, ws: Workspace, variant: str, start: str) -> Path:
-        """``<run_dir>/finetune/<variant>-<hash of recipe, starting weights, data, seed>``."""
-        data = OmegaConf.to_container(ws.cfg.dataset, resolve=True)
-        data["datamodule"] = {
-            k: v for k, v in data["datamodule"].items() if k not in _RUNTIME_DATA_KEYS
-        }
-        key = {
-            "params": self.params(variant),
-            "start": start,
-            "data": data,
-            "seed": ws.seed,
-            "layer": [ws.meta.cam_layer, ws.meta.reshape, ws.meta.num_prefix_tokens],
-        }
-        return ws.run_dir / FINETUNE_DIR / f"{variant}-{stable_hash(key)}"
+    def checkpoint_dir(self, ctx: RunContext, variant: str, start: str) -> Path:
+        """``<run_dir>/finetune/<variant>-<fingerprint of recipe, starting weights, model and
+        data, seed>``."""
+        meta = ctx.meta
+        key = fingerprint(
+            ctx, params=self.params(variant), start=start,
+            layer=[meta.cam_layer, meta.reshape, meta.num_prefix_tokens],
+        )  # fmt: skip
+        return ctx.run_dir / FINETUNE_DIR / f"{variant}-{key}"
 
-    def check(self, ws: Workspace) -> None:
-        if ws.meta.multilabel:
+    def check(self, ctx: RunContext) -> None:
+        if ctx.meta.multilabel:
             raise UserInputError(
                 f"{self.name} blends the map of each image's ground-truth class; dataset "
-                f"'{ws.cfg.dataset.name}' is multi-label"
+                f"'{ctx.identity.get('dataset')}' is multi-label"
             )
-        if ws.meta.cam_layer is None:
+        if ctx.meta.cam_layer is None:
             raise UserInputError(f"{self.name} needs a CAM layer; model.cam_layer is null")
 
-    def module(self, ws: Workspace, variant: str) -> pl.LightningModule:
+    def module(self, ctx: RunContext, variant: str) -> pl.LightningModule:
         """A fresh network holding the starting weights, in the variant's LightningModule."""
-        net = ws.fresh_net()
-        net.load_state_dict(ws.model.state_dict())
+        net = ctx.fresh_net()
+        net.load_state_dict(ctx.model.state_dict())
         if variant == "plain":
             return Classifier(net, self.recipe)
         return GroupCAMAugment(
             net,
-            layer=str(ws.meta.cam_layer),
-            reshape=ws.meta.reshape,
-            num_prefix_tokens=ws.meta.num_prefix_tokens,
+            layer=str(ctx.meta.cam_layer),
+            reshape=ctx.meta.reshape,
+            num_prefix_tokens=ctx.meta.num_prefix_tokens,
             internal_batch_size=self.internal_batch_size,
-            seed=ws.seed,
+            seed=ctx.seed,
             recipe=self.recipe,
             **self.groupcam,
         )
 
-    def finetune(self, ws: Workspace, variant: str, out_dir: Path) -> tuple[dict[str, Any], bool]:
+    def finetune(self, ctx: RunContext, variant: str, out_dir: Path) -> tuple[dict[str, Any], bool]:
         """The variant's metrics, and whether a finished checkpoint was reused."""
         if (out_dir / MODEL_FILE).is_file() and (out_dir / METRICS_FILE).is_file():
             return json.loads((out_dir / METRICS_FILE).read_text()), True
         atomic_write_json(out_dir / RECIPE_FILE, self.params(variant))
-        module = self.module(ws, variant)
+        module = self.module(ctx, variant)
         metrics = fit_and_test(
-            module, ws.datamodule, out_dir, ws.trainer_kwargs, self.recipe.max_epochs,
-            ws.seed, self.progress,
+            module, ctx.datamodule, out_dir, ctx.trainer_kwargs, self.recipe.max_epochs,
+            ctx.seed, self.progress,
         )  # fmt: skip
         return metrics, False
 
-    def start_rows(self, ws: Workspace, weights: str) -> pd.DataFrame:
+    def start_rows(self, ctx: RunContext, weights: str) -> pd.DataFrame:
         """Validation and test accuracy and loss of the starting model (epoch 0, its weights'
         hash ``weights``), cached in the run's partial store."""
-        store = partial_store(ws, {"benchmark": self.name, "start": weights})
+        store = chunk_store(ctx, self.name, {"start": weights})
 
         def compute() -> pd.DataFrame:
             rows = []
             for split in ("val", "test"):
-                loader = ws.datamodule.dataloader(split, batch_size=self.recipe.batch_size)
-                for key, value in evaluate(ws.model, loader, ws.device).items():
+                loader = ctx.datamodule.dataloader(split, batch_size=self.recipe.batch_size)
+                for key, value in evaluate(ctx.model, loader, ctx.device).items():
                     rows.append({"metric": f"{split}_{key}", "value": value})
             return pd.DataFrame(rows)
 
         return store.cached("start", compute)
 
-    def run(self, ws: Workspace) -> Result:
-        self.check(ws)
-        dm = ws.datamodule
+    def run(self, ctx: RunContext) -> Result:
+        self.check(ctx)
+        dm = ctx.datamodule
         saved = dm.batch_size, dm.augment
         dm.batch_size, dm.augment = self.recipe.batch_size, self.recipe.augment
         try:
-            weights = state_hash(ws.model)
-            start = self.start_rows(ws, weights)
+            weights = state_hash(ctx.model)
+            start = self.start_rows(ctx, weights)
             runs = {}
             for variant in VARIANTS:
-                out_dir = self.checkpoint_dir(ws, variant, weights)
-                metrics, reused = self.finetune(ws, variant, out_dir)
+                out_dir = self.checkpoint_dir(ctx, variant, weights)
+                metrics, reused = self.finetune(ctx, variant, out_dir)
                 runs[variant] = {"metrics": metrics, "reused": reused, "dir": str(out_dir)}
         finally:
             dm.batch_size, dm.augment = saved
-        table = self.table(ws, start, runs)
+        table = self.table(ctx, start, runs)
         figure = accuracy_curves(
-            table, ws.run_dir / f"{self.name}.png", metric="val_acc",
-            title=f"fine-tuning {ws.cfg.model.name} on {ws.cfg.dataset.name}",
+            table, ctx.run_dir / f"{self.name}.png", metric="val_acc",
+            title=f"fine-tuning {ctx.identity.get('model')} on {ctx.identity.get('dataset')}",
         )  # fmt: skip
         return Result(table, self.summary(start, runs), [str(figure)])
 
     def table(
-        self, ws: Workspace, start: pd.DataFrame, runs: dict[str, dict[str, Any]]
+        self, ctx: RunContext, start: pd.DataFrame, runs: dict[str, dict[str, Any]]
     ) -> pd.DataFrame:
         """Tidy rows: ``val_acc``/``val_loss`` per epoch 0..E, final ``test_acc``/``test_loss``
-        and the starting model's ``start_test_acc``, per variant (``method`` column)."""
+        and the starting model's ``start_test_acc``, per variant (``method`` column; the method
+        config and hash columns stay empty: the variants are training schemes)."""
         s = dict(zip(start.metric, start.value, strict=True))
         rows = []
         for variant, run in runs.items():
@@ -225,12 +221,7 @@ class GroupCAMFinetune(Benchmark):
             ]
         table = pd.DataFrame(rows, columns=["method", "metric", "value", "epoch"])
         table["epoch"] = table["epoch"].astype(int)
-        identity = {k: v for k, v in ws.identity.items() if k != "method"}
-        front = {**identity, "benchmark": self.name}
-        for key, value in front.items():
-            table[key] = value
-        first = [*front, "method", "metric", "value"]
-        return table.reindex(columns=first + [c for c in table.columns if c not in first])
+        return tidy_table(ctx, self.name, table, {})
 
     def summary(self, start: pd.DataFrame, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         s = dict(zip(start.metric, start.value, strict=True))
@@ -251,4 +242,5 @@ class GroupCAMFinetune(Benchmark):
         out["reused"] = {v: run["reused"] for v, run in runs.items()}
         out["resumed_from"] = {v: int(run["metrics"]["resumed_from"]) for v, run in runs.items()}
         out["checkpoints"] = {v: run["dir"] for v, run in runs.items()}
+        out["headline"] = dict(self.headline)
         return out

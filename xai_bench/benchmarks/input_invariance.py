@@ -13,88 +13,74 @@ PatternNet/PatternAttribution patterns of ``f2`` are fitted on the shifted train
 IG's ``black`` baseline is the minimum of the (shifted) training data, and noise-tunnel methods
 (SmoothGrad) use the same noise and, by default, the same absolute noise level for both
 networks, so that any difference comes from the shift alone.
+
+A chunk per (method, shift) holds the largest difference over all images, so this benchmark
+runs its own loop over the engine's pieces (batch plan, specs, chunk store, tidy table).
 """
 
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xai_bench.benchmarks.base import Benchmark, Result
-from xai_bench.benchmarks.common import (
-    check_target,
-    eval_batches,
-    method_config,
-    method_names,
-    partial_store,
+from xai_bench.engine.batches import BatchPlan, check_target
+from xai_bench.engine.benchmark import Benchmark, Result
+from xai_bench.engine.context import RunContext
+from xai_bench.engine.jobs import chunk_store, tidy_table
+from xai_bench.methods.base import Explainer, MethodNotApplicableError
+from xai_bench.methods.spec import MethodSpec
+from xai_bench.metrics.invariance import (
+    Shift,
+    compare_explainers,
+    crafted,
+    crafted_pearson,
+    photo_target,
+    twin_check,
 )
-from xai_bench.methods.base import Explainer, MethodNotApplicableError, input_gradient
-from xai_bench.models.shift import (
-    assert_same_logits,
-    checkerboard_shift,
-    constant_shift,
-    crafted_shift,
-    first_layer,
-    shifted_twin,
-)
-from xai_bench.utils.hashing import stable_hash
+from xai_bench.models.shift import checkerboard_shift, constant_shift, first_layer, shifted_twin
+from xai_bench.utils.errors import UserInputError
 from xai_bench.utils.io import atomic_write
-from xai_bench.viz.invariance import crafted_figure, shift_figure
-from xai_bench.workspace import Workspace
+from xai_bench.viz.invariance import invariance_figures
 
-DEFAULT_METHODS = (
-    "gradient", "guided_backprop", "pattern_net", "pattern_attribution", "input_x_gradient",
-    "integrated_gradients", "integrated_gradients_black", "lrp_0", "smoothgrad",
-)  # fmt: skip
 SHIFTS = ("constant", "checkerboard", "crafted")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 LOGIT_TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
 TOLERANCE = {"float32": 1e-3, "float64": 1e-4}
 NOISE_MODES = ("absolute", "config")
 CRAFTED_TARGETS = ("digit", "photo")
+WRAPPER = "smoothgrad"  # the method config whose noise tunnel `smoothgrad_over` reuses
+
+#: (row identity, spec built on each network, noise tunnel around it (smoothgrad_over) or None)
+Entry = tuple[MethodSpec, MethodSpec, MethodSpec | None]
+Batches = list[tuple[Tensor, Tensor, Tensor]]  # (x in the evaluation dtype, target, label)
 
 
-@dataclass
-class Shift:
-    """One input shift ``m2`` ``[C, H, W]`` and the minimum of the shifted training data."""
-
-    name: str
-    m2: Tensor
-    data_min: float = 0.0
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-def compare_maps(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """Per image ``[B]``: ``max |a - b|`` and that over ``max |a|`` (``a``: the original's map).
-
-    A zero original map gives a relative difference of 0 if ``b`` is zero too, else ``inf``;
-    an image with a non-finite value in either map gives NaN for both.
-    """
-    a, b = a.double().flatten(1), b.double().flatten(1)
-    diff = (a - b).abs().amax(1)
-    scale = a.abs().amax(1)
-    rel = torch.where(scale > 0, diff / scale.clamp_min(1e-300), diff * math.inf)
-    rel = torch.where(diff == 0, 0.0, rel)
-    finite = torch.isfinite(a).all(1) & torch.isfinite(b).all(1)
-    return diff.where(finite, math.nan), rel.where(finite, math.nan)
+def with_params(spec: MethodSpec, params: Mapping[str, Any]) -> MethodSpec:
+    """``spec`` with explainer arguments replaced (same label; a new hash)."""
+    if not params:
+        return spec
+    config = copy.deepcopy(dict(spec.config))
+    config["explainer"] = {**config["explainer"], **params}
+    return MethodSpec(spec.label, spec.config_name, {**spec.params, **params}, config)
 
 
-def pearson(a: Tensor, b: Tensor) -> float:
-    """Pearson correlation of two maps over all their values (NaN if one is constant)."""
-    a, b = a.double().flatten(), b.double().flatten()
-    a, b = a - a.mean(), b - b.mean()
-    den = float(a.norm() * b.norm())
-    return float((a * b).sum()) / den if den > 0 else math.nan
+def wrapped(wrapper: MethodSpec, base: MethodSpec) -> MethodSpec:
+    """The spec of ``base`` inside ``wrapper``'s noise tunnel, labelled ``<wrapper>(<base>)``;
+    its hash covers both configs."""
+    explainer = {**wrapper.config["explainer"], "base": dict(base.config["explainer"])}
+    return MethodSpec(
+        f"{wrapper.label}({base.label})",
+        wrapper.config_name,
+        {**wrapper.params, "base": base.label},
+        {"name": wrapper.config_name, "explainer": explainer},
+    )
 
 
 class InputInvariance(Benchmark):
@@ -106,9 +92,8 @@ class InputInvariance(Benchmark):
     the crafted shift adds ``pearson_target*`` rows (gradient x input vs ``s_hat``).
 
     Args:
-        methods: method config names (empty: the run's own method).
-        smoothgrad_over: methods to also run inside the ``smoothgrad`` config's wrapper (UNREL
-            Fig. 4), labelled ``smoothgrad(<name>)``.
+        smoothgrad_over: labels of the run's methods to also run inside the noise tunnel of
+            its ``smoothgrad`` method (UNREL Fig. 4), labelled ``smoothgrad(<label>)``.
         shifts: any of ``constant``, ``checkerboard``, ``crafted``.
         constant_value: ``m2`` of the constant shift.
         checker_cells: squares per side of the checkerboard.
@@ -135,11 +120,10 @@ class InputInvariance(Benchmark):
     """
 
     name = "input_invariance"
-    higher_is_better = True
+    headline = {"invariant": True, "rel_diff": False}
 
     def __init__(
         self,
-        methods: Sequence[str] = DEFAULT_METHODS,
         smoothgrad_over: Sequence[str] = (),
         shifts: Sequence[str] = SHIFTS,
         constant_value: float = -1.0,
@@ -172,13 +156,13 @@ class InputInvariance(Benchmark):
             raise ValueError("checker_values needs two values")
         if n_images < 1 or not 0 <= crafted_index < n_images:
             raise ValueError("need n_images >= 1 and 0 <= crafted_index < n_images")
-        self.methods, self.smoothgrad_over = list(methods), list(smoothgrad_over)
+        self.plan = BatchPlan(split, int(n_images), int(batch_size), check_target(target))
+        self.smoothgrad_over = list(smoothgrad_over)
         self.shifts = list(shifts)
         self.constant_value, self.checker_cells = float(constant_value), int(checker_cells)
         self.checker_values = [float(v) for v in checker_values]
         self.crafted_target, self.crafted_clip = crafted_target, float(crafted_clip)
-        self.crafted_index, self.n_images = int(crafted_index), int(n_images)
-        self.batch_size, self.split, self.target = int(batch_size), split, check_target(target)
+        self.crafted_index = int(crafted_index)
         self.dtype = dtype
         self.tolerance = TOLERANCE[dtype] if tolerance is None else float(tolerance)
         self.logit_tolerance = (
@@ -187,17 +171,79 @@ class InputInvariance(Benchmark):
         self.noise, self.fit_split, self.fit_batch_size = noise, fit_split, int(fit_batch_size)
         self.n_figure = int(n_figure)
 
-    # ---------------------------------------------------------------- inputs and explainers
-    def _fit_batches(self, ws: Workspace, m2: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
-        """``(x + m2, label)`` batches of the fit split, in the evaluation precision."""
-        loader = ws.datamodule.dataloader(self.fit_split, batch_size=self.fit_batch_size)
-        for b in loader:
-            yield b["image"].to(ws.device, DTYPES[self.dtype]) + m2, b["label"].to(ws.device)
+    def params(self) -> dict[str, Any]:
+        """What changes the numbers beyond the context's fingerprint (the method specs key the
+        chunks themselves)."""
+        skip = ("plan", "smoothgrad_over", "n_figure")
+        return {
+            "args": {k: v for k, v in vars(self).items() if k not in skip},
+            "plan": vars(self.plan),
+        }
 
-    def _data_range(self, ws: Workspace, shifts: list[Shift]) -> tuple[float, float]:
+    # ---------------------------------------------------------------- methods
+    def entries(self, ctx: RunContext) -> list[Entry]:
+        """The run's methods, then ``smoothgrad(<label>)`` per ``smoothgrad_over`` label.
+
+        Raises:
+            UserInputError: a ``smoothgrad_over`` label is not a method of the run, or the run
+                has no ``smoothgrad`` method to take the noise tunnel from.
+        """
+        out: list[Entry] = [(spec, spec, None) for spec in ctx.methods]
+        if not self.smoothgrad_over:
+            return out
+        tunnels = [s for s in ctx.methods if s.config_name == WRAPPER]
+        if not tunnels:
+            raise UserInputError(
+                f"{self.name}: smoothgrad_over needs a `{WRAPPER}` entry in benchmark.methods "
+                "(its noise tunnel wraps the listed methods)"
+            )
+        labels = ctx.methods.labels()
+        for label in self.smoothgrad_over:
+            if label not in labels:
+                raise UserInputError(
+                    f"{self.name}: smoothgrad_over lists '{label}', which is not a label of "
+                    f"benchmark.methods ({', '.join(labels)})"
+                )
+            base = ctx.methods.by_label(label)
+            out.append((wrapped(tunnels[0], base), base, tunnels[0]))
+        return out
+
+    def _fit_batches(self, ctx: RunContext, m2: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        """``(x + m2, label)`` batches of the fit split, in the evaluation precision."""
+        loader = ctx.datamodule.dataloader(self.fit_split, batch_size=self.fit_batch_size)
+        for b in loader:
+            yield b["image"].to(ctx.device, DTYPES[self.dtype]) + m2, b["label"].to(ctx.device)
+
+    def _noise(self, spec: MethodSpec, data_range: float) -> dict[str, Any]:
+        node = spec.config.get("explainer", {})
+        if self.noise == "absolute" and node.get("sigma_mode") == "range":
+            return {"sigma_mode": "absolute", "sigma": float(node["sigma"]) * data_range}
+        return {}
+
+    def _build(
+        self, ctx: RunContext, entry: Entry, net: nn.Module, shift: Shift, data_range: float
+    ) -> Explainer:
+        """The method of ``entry`` for ``net``, with its data-dependent inputs from ``shift``."""
+        _, base, tunnel = entry
+        params = self._noise(base, data_range)
+        if base.config.get("explainer", {}).get("baseline") == "black":
+            params["black_value"] = shift.data_min
+        fit = self._fit_batches(ctx, shift.m2)
+        explainer = ctx.explainer(with_params(base, params), model=net, fit_batches=fit)
+        if tunnel is None:
+            return explainer
+        sg = ctx.explainer(with_params(tunnel, self._noise(tunnel, data_range)), model=net)
+        return type(sg)(
+            model=net, meta=ctx.meta, base=lambda **_: explainer, n_samples=sg.n_samples,
+            sigma=sg.sigma, sigma_mode=sg.sigma_mode,
+            internal_batch_size=sg.internal_batch_size, seed=sg.seed,
+        )  # fmt: skip
+
+    # ---------------------------------------------------------------- shifts
+    def _data_range(self, ctx: RunContext, shifts: list[Shift]) -> tuple[float, float]:
         """Min and max of the fit split; sets each shift's ``data_min`` (min of ``x + m2``)."""
         lo = hi = None
-        for x, _ in self._fit_batches(ws, torch.zeros((), device=ws.device)):
+        for x, _ in self._fit_batches(ctx, torch.zeros((), device=ctx.device)):
             lo = x.amin(0) if lo is None else torch.minimum(lo, x.amin(0))
             hi = x.amax(0) if hi is None else torch.maximum(hi, x.amax(0))
         if lo is None or hi is None:
@@ -206,115 +252,54 @@ class InputInvariance(Benchmark):
             s.data_min = float((lo + s.m2).min())
         return float(lo.min()), float(hi.max())
 
-    def _noise(self, node: dict[str, Any], data_range: float) -> dict[str, Any]:
-        if self.noise == "absolute" and node.get("sigma_mode") == "range":
-            return {"sigma_mode": "absolute", "sigma": float(node["sigma"]) * data_range}
-        return {}
-
-    def _build(
-        self, ws: Workspace, label: str, net: nn.Module, shift: Shift, data_range: float
-    ) -> Explainer:
-        """The method ``label`` for ``net``, with its data-dependent inputs from ``shift``."""
-        smooth = label.startswith("smoothgrad(")
-        name = label[11:-1] if smooth else label  # smoothgrad(<name>)
-        node = method_config(ws, name).get("explainer", {})
-        params = self._noise(node, data_range)
-        if node.get("baseline") == "black":
-            params["black_value"] = shift.data_min
-        base = ws.explainer_named(
-            name, model=net, fit_batches=self._fit_batches(ws, shift.m2), **params
-        )
-        if not smooth:
-            return base
-        sg_node = method_config(ws, "smoothgrad")["explainer"]
-        sg = ws.explainer_named("smoothgrad", model=net, **self._noise(sg_node, data_range))
-        return type(sg)(
-            model=net, meta=ws.meta, base=lambda **_: base, n_samples=sg.n_samples,
-            sigma=sg.sigma, sigma_mode=sg.sigma_mode,
-            internal_batch_size=sg.internal_batch_size, seed=sg.seed,
-        )  # fmt: skip
-
-    # ---------------------------------------------------------------- shifts
-    def _crafted(self, ws: Workspace, model: nn.Module, batches: list) -> Shift:
+    def _crafted(self, ctx: RunContext, model: nn.Module, batches: Batches) -> Shift:
         """UNREL §4: the shift that makes gradient x input of ``x_hat`` show ``s_hat``."""
         xs, ts, ys = (torch.cat(part) for part in zip(*batches))
         i = self.crafted_index
-        x_hat, t_hat = xs[i], ts[i]
-        grad = input_gradient(model, x_hat[None], t_hat[None])[0][0]
+        x_hat = xs[i]
         if self.crafted_target == "digit":
             other = (ys != ys[i]).nonzero().flatten()
             if not len(other):
                 raise ValueError("crafted_target=digit needs an evaluated image of another class")
-            img = ws.datamodule.denormalize(xs[other[:1]])[0]
+            image = ctx.datamodule.denormalize(xs[other[:1]])[0]
         else:
-            from sklearn.datasets import load_sample_image
+            image = photo_target(tuple(x_hat.shape), x_hat)
+        return crafted(model, x_hat, ts[i], image, self.crafted_clip)
 
-            photo = torch.tensor(load_sample_image("china.jpg"), dtype=torch.float64).mean(2)
-            img = F.interpolate(photo[None, None], size=tuple(x_hat.shape[1:]), mode="area")[0]
-            img = img.to(x_hat).expand_as(x_hat)
-        img = (img - img.min()) / (img.max() - img.min()).clamp_min(1e-12)
-        s_hat = self.crafted_clip * grad.abs().max() * img
-        m2, raw = crafted_shift(grad, x_hat, s_hat, clip=self.crafted_clip)
-        info = {"x_hat": x_hat, "t_hat": t_hat, "grad": grad, "s_hat": s_hat, "raw": raw}
-        return Shift("crafted", m2, info=info)
-
-    def _shifts(self, ws: Workspace, model: nn.Module, batches: list) -> list[Shift]:
+    def _shifts(self, ctx: RunContext, model: nn.Module, batches: Batches) -> list[Shift]:
         shape = tuple(batches[0][0].shape[1:])
         make = {
             "constant": lambda: Shift("constant", constant_shift(shape, self.constant_value)),
             "checkerboard": lambda: Shift(
                 "checkerboard", checkerboard_shift(shape, self.checker_cells, self.checker_values)
             ),
-            "crafted": lambda: self._crafted(ws, model, batches),
+            "crafted": lambda: self._crafted(ctx, model, batches),
         }
         shifts = [make[name]() for name in self.shifts]
         for s in shifts:
-            s.m2 = s.m2.to(ws.device, DTYPES[self.dtype])
+            s.m2 = s.m2.to(ctx.device, DTYPES[self.dtype])
         return shifts
-
-    def _crafted_rows(self, model: nn.Module, shift: Shift) -> dict[str, float]:
-        """Pearson of gradient x input with ``s_hat``: original, twin (raw / clipped shift)."""
-        x, t, s_hat = shift.info["x_hat"][None], shift.info["t_hat"][None], shift.info["s_hat"]
-        gi = {"pearson_target_original": x * input_gradient(model, x, t)[0]}
-        for metric, m2 in (
-            ("pearson_target_unclipped", shift.info["raw"]),
-            ("pearson_target", shift.m2),
-        ):
-            twin = shifted_twin(model, m2)
-            gi[metric] = (x + m2) * input_gradient(twin, x + m2, t)[0]
-        shift.info["gi"] = {k: v[0] for k, v in gi.items()}
-        return {k: pearson(v, s_hat) for k, v in gi.items()}
 
     # ---------------------------------------------------------------- chunks
     def _model_rows(
-        self, ws: Workspace, model: nn.Module, twin: nn.Module, shift: Shift
+        self, ctx: RunContext, model: nn.Module, twin: nn.Module, shift: Shift
     ) -> pd.DataFrame:
         """Twin check (raises if not equivalent) and accuracies of both nets on ``split``."""
-        worst, correct, n = 0.0, [0, 0], 0
-        with torch.no_grad():
-            for b in ws.datamodule.dataloader(self.split, batch_size=self.fit_batch_size):
-                x = b["image"].to(ws.device, DTYPES[self.dtype])
-                out = (model(x), twin(x + shift.m2))
-                worst = max(worst, assert_same_logits(*out, self.logit_tolerance))
-                if not ws.meta.multilabel:
-                    y = b["label"].to(ws.device)
-                    correct = [c + int((o.argmax(1) == y).sum()) for c, o in zip(correct, out)]
-                n += len(x)
-        values = {"logit_max_abs_diff": worst}
-        if not ws.meta.multilabel:
-            values.update(accuracy_original=correct[0] / n, accuracy_twin=correct[1] / n)
-        return pd.DataFrame(
-            [{"method": "model", "metric": k, "value": v} for k, v in values.items()]
-        )
+        loader = ctx.datamodule.dataloader(self.plan.split, batch_size=self.fit_batch_size)
+        dev, dtype = ctx.device, DTYPES[self.dtype]
+        batches = ((b["image"].to(dev, dtype), b["label"].to(dev)) for b in loader)
+        accuracy = not ctx.meta.multilabel
+        values = twin_check(model, twin, batches, shift.m2, self.logit_tolerance, accuracy)
+        return pd.DataFrame([{"metric": k, "value": v} for k, v in values.items()])
 
     def _compare(
         self,
-        ws: Workspace,
-        label: str,
+        ctx: RunContext,
+        entry: Entry,
         nets: tuple[nn.Module, nn.Module],
         shifts: tuple[Shift, Shift],
         span: float,
-        batches: list,
+        batches: Batches,
         originals: dict[str, Any],
         path: Path,
     ) -> pd.DataFrame:
@@ -323,137 +308,89 @@ class InputInvariance(Benchmark):
         The maps of the first batch are saved to ``path`` for the figures; the original
         network's explainer is built once per method (``originals``).
         """
+        label = entry[0].label
         try:
             if label not in originals:
-                originals[label] = self._build(ws, label, nets[0], shifts[0], span)
+                originals[label] = self._build(ctx, entry, nets[0], shifts[0], span)
             e1 = originals[label]
             if isinstance(e1, MethodNotApplicableError):
                 raise e1
-            e2 = self._build(ws, label, nets[1], shifts[1], span)
+            e2 = self._build(ctx, entry, nets[1], shifts[1], span)
         except MethodNotApplicableError as err:
             originals[label] = err
             return pd.DataFrame([{"metric": "applicable", "value": 0.0, "note": str(err)}])
-        m2, diffs, rels, shown = shifts[1].m2, [], [], None
-        for x, t, _ in batches:
-            a, b = e1(x, t), e2(x + m2, t)
-            d, r = compare_maps(a, b)
-            diffs.append(d)
-            rels.append(r)
-            if shown is None:
-                shown = (a.cpu(), b.cpu())  # the first batch, for any n_figure
+        pairs = ((x, t) for x, t, _ in batches)
+        values, note, shown = compare_explainers(e1, e2, pairs, shifts[1].m2, self.tolerance)
         atomic_write(path, lambda p: torch.save(shown, p))
-        d, r = torch.cat(diffs), torch.cat(rels)
-        bad = int(r.isnan().sum())
-        values = {
-            "max_abs_diff": math.nan if bad else float(d.max()),
-            "rel_diff": math.nan if bad else float(r.max()),
-            "invariant": float(not bad and float(r.max()) <= self.tolerance),
-        }
-        note = f"non-finite maps for {bad} images" if bad else ""
         return pd.DataFrame([{"metric": k, "value": v, "note": note} for k, v in values.items()])
 
     # ---------------------------------------------------------------- run
-    def run(self, ws: Workspace) -> Result:
+    def run(self, ctx: RunContext) -> Result:
+        entries = self.entries(ctx)  # bad `smoothgrad_over` labels fail before any computation
         dtype = DTYPES[self.dtype]
-        model = copy.deepcopy(ws.model).to(dtype)  # f1, in the evaluation precision
-        first_layer(model, tuple(ws.meta.input_size))  # refuse models the twin cannot handle
-        batches = [
-            (b.x.to(dtype), b.target, b.sample["label"].to(ws.device))
-            for b in eval_batches(ws, self.split, self.n_images, self.batch_size, self.target)
-        ]
+        model = copy.deepcopy(ctx.model).to(dtype)  # f1, in the evaluation precision
+        first_layer(model, tuple(ctx.meta.input_size))  # refuse models the twin cannot handle
+        evaluated = (self.plan.batch(ctx, n) for n in range(self.plan.n_batches(ctx)))
+        batches = [(b.x.to(dtype), b.target, b.sample["label"].to(ctx.device)) for b in evaluated]
         n_eval = sum(len(b[0]) for b in batches)
         if self.crafted_index >= n_eval or self.n_figure > len(batches[0][0]):
             raise ValueError(f"crafted_index / n_figure exceed the {n_eval} evaluated images")
-        shifts = self._shifts(ws, model, batches)
-        lo, hi = self._data_range(ws, shifts)
+        shifts = self._shifts(ctx, model, batches)
+        lo, hi = self._data_range(ctx, shifts)
         zero = Shift("none", torch.zeros_like(shifts[0].m2), data_min=lo)
-        labels = method_names(ws, self.methods)
-        labels += [f"smoothgrad({m})" for m in self.smoothgrad_over]
-        store = partial_store(ws, self.params(ws))
+        store = chunk_store(ctx, self.name, self.params())
         originals: dict[str, Any] = {}
-        tables, maps = [], {}
+        parts, maps = [], {}
         twins = [shifted_twin(model, s.m2) for s in shifts]  # refuses unsupported first layers
         for shift, twin in zip(shifts, twins):
-            key = f"model/shift={shift.name}"
-            tab = store.cached(key, partial(self._model_rows, ws, model, twin, shift))
-            tables.append(tab.assign(shift=shift.name))
+            compute = partial(self._model_rows, ctx, model, twin, shift)
+            tab = store.cached(f"model/shift={shift.name}", compute)
+            parts.append(tab.assign(method="model", shift=shift.name))
             if shift.name == "crafted":
-                rows = [
-                    {"method": "input_x_gradient", "metric": k, "value": v}
-                    for k, v in self._crafted_rows(model, shift).items()
-                ]
-                tables.append(pd.DataFrame(rows).assign(shift=shift.name))
-            for label in labels:
-                key = self._key(ws, label, shift.name)
+                rows = [{"metric": k, "value": v} for k, v in crafted_pearson(model, shift).items()]
+                parts.append(pd.DataFrame(rows).assign(method="input_x_gradient", shift="crafted"))
+            for entry in entries:
+                spec = entry[0]
+                key = f"{spec.key}/shift={shift.name}"
                 path = store.path(key).with_suffix(".pt")
                 compute = partial(
-                    self._compare, ws, label, (model, twin), (zero, shift), hi - lo, batches,
+                    self._compare, ctx, entry, (model, twin), (zero, shift), hi - lo, batches,
                     originals, path,
                 )  # fmt: skip
                 tab = store.cached(key, compute)
-                tables.append(tab.assign(method=label, shift=shift.name))
+                parts.append(tab.assign(**spec.identity, shift=shift.name))
                 if path.is_file():
-                    maps[(label, shift.name)] = torch.load(path, weights_only=True)
-        table = self._table(ws, pd.concat(tables, ignore_index=True))
-        figures = self._figures(ws, shifts, labels, batches, maps, table)
-        return Result(table, self._summary(table, lo, hi), figures)
+                    maps[(spec.label, shift.name)] = torch.load(path, weights_only=True)
+        rows = self._rows(pd.concat(parts, ignore_index=True))
+        table = tidy_table(ctx, self.name, rows, {})
+        skipped = rows[rows.metric == "applicable"]
+        summary = {"n_images": n_eval, **self.summarize(rows), "data_range": [lo, hi]}
+        summary["skipped"] = dict(zip(skipped.method, skipped.note))
+        summary.update(chunks_loaded=len(store.loaded), chunks_computed=len(store.computed))
+        summary["headline"] = dict(self.headline)
+        x, labels = batches[0][0][: self.n_figure].cpu(), [e[0].label for e in entries]
+        figures = invariance_figures(x, shifts, labels, maps, rows, ctx.run_dir)
+        return Result(table, summary, [str(p) for p in figures])
 
-    def params(self, ws: Workspace) -> dict[str, Any]:
-        """The partial store's fingerprint beyond model/data/seed: the arguments (but the
-        method lists) and the trained checkpoint's key; method configs key the chunks."""
-        skip = ("methods", "smoothgrad_over", "n_figure")
-        return {
-            "benchmark": self.name,
-            "args": {k: v for k, v in vars(self).items() if k not in skip},
-            "checkpoint": ws.checkpoint_dir.name if ws.cfg.model.weights == "trained" else None,
-        }
+    def _rows(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Chunk rows with the run's settings, in the results' column order."""
+        rows["note"] = rows["note"].fillna("") if "note" in rows else ""
+        rows = rows.assign(dtype=self.dtype, tolerance=self.tolerance, n_images=self.plan.n_images)
+        first = ["method", "method_config", "method_hash", "metric", "value", "shift"]
+        return rows.reindex(columns=[*first, "dtype", "tolerance", "n_images", "note"])
 
-    @staticmethod
-    def _key(ws: Workspace, label: str, shift: str) -> str:
-        """``method=<label>-<hash of its config(s)>/shift=<shift>``."""
-        names = ["smoothgrad", label[11:-1]] if label.startswith("smoothgrad(") else [label]
-        digest = stable_hash([method_config(ws, n) for n in names], 8)
-        return f"method={label}-{digest}/shift={shift}"
-
-    def _table(self, ws: Workspace, table: pd.DataFrame) -> pd.DataFrame:
-        identity = {k: v for k, v in ws.identity.items() if k != "method"}
-        table = table.reset_index(drop=True)
-        if "note" not in table:
-            table["note"] = ""
-        table["note"] = table["note"].fillna("")
-        context = {**identity, "benchmark": self.name}
-        extra = {"dtype": self.dtype, "tolerance": self.tolerance, "n_images": self.n_images}
-        table = table.assign(**context, **extra)
-        cols = [*context, "method", "shift", "metric", "value", *extra, "note"]
-        return table[cols]
-
-    def _summary(self, table: pd.DataFrame, lo: float, hi: float) -> dict[str, Any]:
+    def summarize(self, rows: pd.DataFrame) -> dict[str, Any]:
+        """Invariant / not invariant method labels per shift, the twin checks and the crafted
+        shift's Pearson values, methods not applicable and methods with non-finite maps."""
         summary: dict[str, Any] = {"dtype": self.dtype, "tolerance": self.tolerance}
-        summary["data_range"] = [lo, hi]
-        inv = table[table.metric == "invariant"]
+        inv = rows[rows.metric == "invariant"]
         for shift, part in inv.groupby("shift", sort=False):
             summary[f"invariant/{shift}"] = list(part[part.value == 1].method)
             summary[f"not_invariant/{shift}"] = list(part[part.value != 1].method)
-        for _, r in table[table.method == "model"].iterrows():
+        for _, r in rows[rows.method == "model"].iterrows():
             summary[f"{r.metric}/{r['shift']}"] = float(r.value)
-        for _, r in table[table.metric.str.startswith("pearson")].iterrows():
+        for _, r in rows[rows.metric.str.startswith("pearson")].iterrows():
             summary[r.metric] = float(r.value)
-        summary["not_applicable"] = sorted(set(table[table.metric == "applicable"].method))
-        summary["nonfinite"] = sorted(set(table[table.note.str.startswith("non-finite")].method))
+        summary["not_applicable"] = sorted(set(rows[rows.metric == "applicable"].method))
+        summary["nonfinite"] = sorted(set(rows[rows.note.str.startswith("non-finite")].method))
         return summary
-
-    def _figures(
-        self, ws: Workspace, shifts: list[Shift], labels: list[str], batches: list, maps, table
-    ) -> list[str]:
-        x = batches[0][0][: self.n_figure].cpu()
-        rel = table[table.metric == "rel_diff"]
-        rel = {(m, s): v for m, s, v in zip(rel.method, rel["shift"], rel.value)}
-        paths = []
-        for shift in shifts:
-            rows = [(m, maps.get((m, shift.name)), rel.get((m, shift.name))) for m in labels]
-            path = ws.run_dir / f"input_invariance_{shift.name}.png"
-            paths.append(str(shift_figure(x, shift.m2.cpu(), rows, shift.name, path)))
-            if shift.name == "crafted":
-                path = ws.run_dir / "input_invariance_crafted_target.png"
-                paths.append(str(crafted_figure(shift, path)))
-        return paths

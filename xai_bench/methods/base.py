@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
+from xai_bench.models.layers import get_layer
 from xai_bench.models.meta import ModelMeta
 
 
@@ -26,7 +27,7 @@ class Explainer(ABC):
 
     Class attributes state what a method needs, and are checked against :class:`ModelMeta`:
     ``needs_conv`` (a convolutional network), ``needs_relu`` (ReLU-only non-linearities),
-    ``needs_layer`` (a CAM layer).
+    ``needs_layer`` (the layers of :meth:`layers_read` exist in the model).
 
     Methods that learn from data (PatternNet's patterns, PruneGrad's calibrated percentile) set
     ``needs_data = True`` and ``fit_split`` (``train`` or ``val``) and implement :meth:`fit`;
@@ -48,6 +49,8 @@ class Explainer(ABC):
     def check_applicable(self) -> None:
         """Raise :class:`MethodNotApplicableError` if the model lacks what the method needs."""
         if self.meta is None:
+            if self.needs_layer:
+                self.check_layers()
             return
         if self.needs_conv and not self.meta.convolutional:
             raise MethodNotApplicableError(
@@ -58,6 +61,23 @@ class Explainer(ABC):
                 f"{self.name} propagates through ReLUs only; {self.meta.name} has other "
                 "non-linearities (GELU, softmax attention)"
             )
+        if self.needs_layer:
+            self.check_layers()
+
+    def check_layers(self) -> None:
+        """Every layer of :meth:`layers_read` is set and exists (UnknownLayerError if misspelt)."""
+        layers = self.layers_read()
+        if not layers or any(layer is None for layer in layers):
+            model = self.meta.name if self.meta is not None else type(self.model).__name__
+            what = "block layers" if len(layers) != 1 else "a CAM layer"
+            source = "block_layers is empty" if len(layers) != 1 else "cam_layer is null"
+            raise MethodNotApplicableError(f"{self.name} needs {what}; {model} has none ({source})")
+        for layer in layers:
+            get_layer(self.model, str(layer))
+
+    def layers_read(self) -> list[str | None]:
+        """Dotted paths of the layers the method reads (checked when ``needs_layer``)."""
+        return [getattr(self, "layer", None)]
 
     def fit(self, batches: Iterable[tuple[Tensor, Tensor]]) -> Explainer:
         """Learn what the method needs from ``(x, label)`` batches; a no-op by default."""

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xai_bench.methods.base import Explainer, MethodNotApplicableError, target_logits
+from xai_bench.methods.base import Explainer, target_logits
 from xai_bench.methods.hooks import capture
-from xai_bench.models.layers import get_layer, to_feature_map
+from xai_bench.models.layers import to_feature_map
 from xai_bench.models.meta import ModelMeta
 
 
@@ -118,15 +118,6 @@ class CAM(Explainer):
         self.num_prefix_tokens = int(num_prefix_tokens)
         self.relu = bool(relu)
         super().__init__(model, meta)
-
-    def check_applicable(self) -> None:
-        super().check_applicable()
-        if self.layer is None:
-            model = self.meta.name if self.meta is not None else type(self.model).__name__
-            raise MethodNotApplicableError(
-                f"{self.name} needs a CAM layer; {model} has none (cam_layer is null)"
-            )
-        get_layer(self.model, self.layer)  # UnknownLayerError for a misspelt path
 
     def layer_maps(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor | None]:
         """Activations and gradients ``[B, K, h, w]`` of :attr:`layer` (grads ``None`` when

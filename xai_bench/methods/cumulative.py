@@ -11,9 +11,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from xai_bench.methods.base import Explainer, MethodNotApplicableError
+from xai_bench.methods.base import Explainer
 from xai_bench.methods.cam_base import layer_maps, minmax, upsample
-from xai_bench.models.layers import get_layer
 from xai_bench.models.meta import ModelMeta
 
 
@@ -47,15 +46,8 @@ class _Cumulative(Explainer):
         self.num_prefix_tokens = int(num_prefix_tokens)
         super().__init__(model, meta)
 
-    def check_applicable(self) -> None:
-        super().check_applicable()
-        if not self.layers:
-            model = self.meta.name if self.meta is not None else type(self.model).__name__
-            raise MethodNotApplicableError(
-                f"{self.name} needs block layers; {model} has none (block_layers is empty)"
-            )
-        for name in self.layers:
-            get_layer(self.model, name)
+    def layers_read(self) -> list[str | None]:
+        return list(self.layers)
 
     def layer_map(self, acts: Tensor, grads: Tensor) -> Tensor:  # [B,K,h,w] x2 -> [B,1,h,w]
         """One layer's non-negative map at feature resolution."""

@@ -2,8 +2,9 @@
 the same maps (ROAR retrains on them for every fraction and seed).
 
 A cache is keyed by everything that changes the maps: the model's weights (a hash of their
-bytes), the dataset and split, the method's config, the explained class and how maps are
-collapsed. Work is split into shards of ``batch_size`` images, each written atomically, so an
+bytes), the dataset and split, the method's resolved config, the explained class and how maps
+are collapsed (ROAR folds them into one :func:`~xai_bench.engine.fingerprint.fingerprint`).
+Work is split into shards of ``batch_size`` images, each written atomically, so an
 interrupted computation resumes and a data-parallel run spreads the shards over its ranks;
 the finished shards are then joined into one ``saliency.npy`` that is read memory-mapped.
 Jobs of a sweep that share a cache may compute it concurrently: every write is atomic and the
@@ -34,8 +35,9 @@ class AttributionCache:
     """One split's maps ``[N, ...]`` under ``root/<hash of key>/``.
 
     Args:
-        root: the folder shared by all caches (``paths.attribution_dir``).
-        key: JSON-serialisable description of the maps (weights hash, data, split, method ...).
+        root: the folder shared by all caches (``RunContext.attribution_dir``).
+        key: JSON-serialisable description of the maps (a fingerprint of weights, data, split,
+            method ...; written beside them as ``key.json``).
         dtype: ``float32`` or ``float16`` (halves the disk of ImageNet-size caches).
     """
 

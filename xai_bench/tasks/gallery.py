@@ -68,9 +68,7 @@ class Gallery(Task):
             m = self.postprocess(explainer(x, target))
             seconds = time.perf_counter() - start
             maps.append(m.mean(1, keepdim=True) if m.shape[1] > 1 else m)
-            rows.append(
-                {**spec.identity, "metric": "seconds_per_image", "value": seconds / len(x)}
-            )
+            rows.append({**spec.identity, "metric": "seconds_per_image", "value": seconds / len(x)})
         classes = ctx.datamodule.class_names
         titles = [classes[int(t)] if classes else str(int(t)) for t in target.tolist()]
         path = map_grid(

@@ -1,7 +1,7 @@
 """The optimisation recipe: one frozen dataclass shared by every training path.
 
-``benchmark=train`` (the ``train:`` block of ``xai_bench/configs/run.yaml``), ROAR's retrains and Group-CAM
-fine-tuning (their ``benchmark.recipe:`` blocks) all train a
+``benchmark=train`` (the ``train:`` block of ``xai_bench/configs/run.yaml``), ROAR's retrains
+and Group-CAM fine-tuning (their ``benchmark.recipe:`` blocks) all train a
 :class:`~xai_bench.training.lit.Classifier` under a :class:`Recipe`, so its fields, defaults and
 checks are written once.
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
@@ -76,4 +77,17 @@ def map_grid(
                 axes[i, j + 1].text(0.5, 0.5, "n/a", ha="center", va="center", fontsize=7)
                 continue
             axes[i, j + 1].imshow(m[j, 0].detach().cpu().float().numpy(), cmap=cmap)
+    return save_figure(fig, path)
+
+
+def metric_bars(rows: pd.DataFrame, metric: str, path: str | Path) -> Path:
+    """Mean ± std of one metric per method label, as horizontal bars (labels in first-seen
+    order)."""
+    values = rows[rows.metric == metric]
+    stats = values.groupby("method", sort=False).value.agg(["mean", "std"]).fillna(0.0)
+    fig = Figure(figsize=(5, 0.35 * len(stats) + 1.2))
+    ax = fig.subplots()
+    ax.barh(list(stats.index), stats["mean"], xerr=stats["std"], capsize=2)
+    ax.set_xlabel(metric)
+    ax.invert_yaxis()
     return save_figure(fig, path)

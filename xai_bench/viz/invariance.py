@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pandas as pd
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from xai_bench.metrics.invariance import Shift
 from xai_bench.viz.figures import save_figure
-
-if TYPE_CHECKING:
-    from xai_bench.benchmarks.input_invariance import Shift
 
 
 def _blank(fig: Figure, rows: int, cols: int) -> Any:
@@ -79,3 +79,34 @@ def crafted_figure(shift: Shift, path: Path) -> Path:
         _show(ax, m.detach().cpu(), signed)
         ax.set_title(title, fontsize=7)
     return save_figure(fig, path)
+
+
+def invariance_figures(
+    x: Tensor,
+    shifts: Sequence[Shift],
+    labels: Sequence[str],
+    maps: Mapping[tuple[str, str], Any],
+    rows: pd.DataFrame,
+    run_dir: Path,
+) -> list[Path]:
+    """One :func:`shift_figure` per shift (``input_invariance_<shift>.png``) and, for the
+    crafted shift, :func:`crafted_figure` (``input_invariance_crafted_target.png``).
+
+    Args:
+        x: the images shown ``[n, C, H, W]``.
+        shifts: the shifts, in the run's order.
+        labels: method labels, one figure row each.
+        maps: ``(label, shift) -> (maps of f1, maps of f2)`` of the first batch.
+        rows: the result rows (``rel_diff`` per method and shift is written beside its label).
+        run_dir: where the figures go.
+    """
+    rel = rows[rows.metric == "rel_diff"]
+    rel_diff = {(m, s): v for m, s, v in zip(rel.method, rel["shift"], rel.value)}
+    paths = []
+    for shift in shifts:
+        panels = [(m, maps.get((m, shift.name)), rel_diff.get((m, shift.name))) for m in labels]
+        path = run_dir / f"input_invariance_{shift.name}.png"
+        paths.append(shift_figure(x, shift.m2.cpu(), panels, shift.name, path))
+        if shift.name == "crafted":
+            paths.append(crafted_figure(shift, run_dir / "input_invariance_crafted_target.png"))
+    return paths
