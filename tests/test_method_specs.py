@@ -150,3 +150,37 @@ def test_benchmark_runs_without_hydra(tmp_path) -> None:
     assert sorted(auc.method.unique()) == ["again", "gradient"] and len(auc) == 8
     a, b = (auc[auc.method == m].value.to_numpy() for m in ("gradient", "again"))
     assert (a == b).all()  # equal parameters, equal numbers
+
+
+def test_run_directories_are_readable(tmp_path) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from xai_bench.utils.configs import CONFIG_DIR
+
+    def run_dir(*overrides: str) -> str:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(
+                "run", [f"paths.root_dir={tmp_path}", *overrides], return_hydra_config=True
+            )
+            HydraConfig.instance().set_config(cfg)
+            return str(Path(cfg.hydra.run.dir).relative_to(tmp_path / "outputs"))
+
+    assert run_dir("benchmark=overview") == "default/overview/resnet8/shapes/base"  # no method
+    listed = run_dir(
+        PP,
+        f"benchmark.methods=[gradient,{{name:gradcampp,layer:'{B2}'}},{{name:gradcam,label:GC}}]",
+    )
+    assert (
+        listed
+        == "default/pixel_perturbation/resnet8/shapes/gradient+gradcampp(layer=layer2)+GC/base"
+    )
+    own = run_dir(PP, "benchmark.methods=[]", "method=gradcampp", "method.explainer.relu=false")
+    assert own == "default/pixel_perturbation/resnet8/shapes/gradcampp/method.explainer.relu=false"
+    named = run_dir("experiment=input_invariance", "experiment_name=paper", "seed=3")
+    assert named.startswith("paper/input_invariance/mlp/digits/") and named.endswith("/seed=3")
+    long = run_dir(PP, "benchmark.methods=[]", *(f"+tag{i}=value_{i}" for i in range(12)))
+    assert len(long.rsplit("/", 1)[1]) <= 200 and "tag0=value_0" in long
+    longer = run_dir(PP, "benchmark.methods=[]", *(f"+tag{i}=value_{i}" for i in range(30)))
+    leaf = longer.rsplit("/", 1)[1]
+    assert len(leaf) == 200 and leaf.startswith("+tag0=value_0")  # cut, with a hash suffix
