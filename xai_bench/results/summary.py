@@ -230,7 +230,7 @@ def _method_names(group: pd.DataFrame) -> dict[tuple[str, str, str], str]:
     names: dict[tuple[str, str, str], str] = {}
     for label, variants in per_label.items():
         if len(variants) == 1:
-            names[variants[0]] = label
+            names[variants[0]] = label or "value"  # tasks without methods (overview, train)
             continue
         tried = [f"{label}#{h[:6]}" if h else label for _, _, h in variants]
         if len(set(tried)) < len(tried):
