@@ -40,3 +40,26 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
             )
 
     return _make
+
+
+GRADIENT = {"_target_": "xai_bench.methods.gradient.Gradient", "_partial_": True}
+RANDOM = {"_target_": "xai_bench.methods.random.RandomAttribution", "_partial_": True}
+
+
+def tiny_context(tmp_path: Path, specs: list, num_classes: int = 8):
+    """A :class:`RunContext` built without Hydra: a width-4 ResNet-8 (seeded, random weights)
+    on 8 test images of ``shapes``, comparing ``specs`` (:class:`MethodSpec` objects)."""
+    from xai_bench.data.shapes import ShapesDataModule
+    from xai_bench.engine.context import RunContext
+    from xai_bench.methods.spec import MethodSet
+    from xai_bench.models.meta import ModelMeta
+    from xai_bench.models.small import ResNet8
+
+    mean, std = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
+    torch.manual_seed(0)
+    net = ResNet8(num_classes=num_classes, widths=(4, 8, 8)).eval()
+    dm = ShapesDataModule(n_train=8, n_val=8, n_test=8, root=str(tmp_path), mean=mean, std=std,
+                          image_size=32)  # fmt: skip
+    meta = ModelMeta.create(name="resnet8", num_classes=num_classes, input_size=[3, 32, 32],
+                            mean=mean, std=std, cam_layer="layer3")  # fmt: skip
+    return RunContext.create(net, meta, dm, MethodSet(specs), tmp_path)

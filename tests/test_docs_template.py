@@ -11,15 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from xai_bench.data.shapes import ShapesDataModule
+from tests.conftest import GRADIENT, RANDOM, tiny_context
 from xai_bench.engine.batches import EvalBatch
-from xai_bench.engine.context import RunContext
-from xai_bench.methods.spec import MethodSet, MethodSpec
-from xai_bench.models.meta import ModelMeta
-from xai_bench.models.small import ResNet8
+from xai_bench.methods.spec import MethodSpec
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "adding_a_benchmark.md"
-MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +48,8 @@ def test_known_answers(template) -> None:
 
 
 def test_runs_through_the_engine(template, tmp_path) -> None:
-    torch.manual_seed(0)
-    net = ResNet8(num_classes=8, widths=(4, 8, 8)).eval()
-    dm = ShapesDataModule(n_train=8, n_val=8, n_test=8, root=str(tmp_path), mean=MEAN, std=STD,
-                          image_size=32)  # fmt: skip
-    meta = ModelMeta.create(name="resnet8", num_classes=8, input_size=[3, 32, 32], mean=MEAN,
-                            std=STD, cam_layer="layer3")  # fmt: skip
-    grad = {"_target_": "xai_bench.methods.gradient.Gradient", "_partial_": True}
-    rand = {"_target_": "xai_bench.methods.random.RandomAttribution", "_partial_": True}
-    ctx = RunContext.create(net, meta, dm, MethodSet([MethodSpec.create("gradient", grad),
-                            MethodSpec.create("random", rand)]), tmp_path)  # fmt: skip
+    specs = [MethodSpec.create("gradient", GRADIENT), MethodSpec.create("random", RANDOM)]
+    ctx = tiny_context(tmp_path, specs)
     result = template.MapSparsity(n_images=6, batch_size=4).run(ctx)
     table: pd.DataFrame = result.table
     assert set(table.method) == {"gradient", "random"} and len(table) == 12

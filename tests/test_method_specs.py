@@ -11,16 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 import yaml
 
+from tests.conftest import GRADIENT, tiny_context
 from xai_bench.benchmarks.pixel_perturbation import PixelPerturbation
-from xai_bench.data.shapes import ShapesDataModule
-from xai_bench.engine.context import RunContext
 from xai_bench.method_specs import resolve_methods
-from xai_bench.methods.spec import MethodSet, MethodSpec
-from xai_bench.models.meta import ModelMeta
-from xai_bench.models.small import ResNet8
+from xai_bench.methods.spec import MethodSpec
 from xai_bench.results.store import load_all
 from xai_bench.results.summary import write_summary
 from xai_bench.run import run
@@ -32,7 +28,6 @@ TINY = ("model.weights=random", "model.net.widths=[4,8,8]", "dataset.datamodule.
         "benchmark.warmup=0")  # fmt: skip
 B2 = "${model.block_layers.B2}"
 PP = "benchmark=pixel_perturbation"
-MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
 B3 = "${model.block_layers.B3}"
 
 
@@ -135,16 +130,9 @@ def test_user_config_folder_works_inside_a_list(tmp_path) -> None:
 
 
 def test_benchmark_runs_without_hydra(tmp_path) -> None:
-    torch.manual_seed(0)
-    net = ResNet8(num_classes=4, widths=(4, 8, 8)).eval()
-    dm = ShapesDataModule(n_train=8, n_val=8, n_test=8, root=str(tmp_path), mean=MEAN, std=STD,
-                          image_size=32)  # fmt: skip
-    meta = ModelMeta.create(name="resnet8", num_classes=4, input_size=[3, 32, 32], mean=MEAN,
-                            std=STD, cam_layer="layer3")  # fmt: skip
-    grad = {"_target_": "xai_bench.methods.gradient.Gradient", "_partial_": True}
-    methods = MethodSet([MethodSpec.create("gradient", grad),
-                         MethodSpec.create("gradient", grad, label="again")])  # fmt: skip
-    ctx = RunContext.create(net, meta, dm, methods, tmp_path)
+    specs = [MethodSpec.create("gradient", GRADIENT),
+             MethodSpec.create("gradient", GRADIENT, label="again")]  # fmt: skip
+    ctx = tiny_context(tmp_path, specs, num_classes=4)
     result = PixelPerturbation(n_images=4, batch_size=4, fractions=[0.1]).run(ctx)
     auc = result.table[result.table.metric == "auc"]
     assert sorted(auc.method.unique()) == ["again", "gradient"] and len(auc) == 8
