@@ -47,7 +47,7 @@ def changed_keys(saved: Path, new: dict[str, Any]) -> list[str]:
     if not saved.is_file():
         return []
     old = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
-    ignore = {"force", "device", "num_workers", "paths", "hydra"}
+    ignore = {"force", "device", "num_workers", "paths", "hydra", "checkpoint_every_n_steps"}
     keys = (set(old) | set(new)) - ignore  # type: ignore[arg-type]
     return sorted(k for k in keys if old.get(k) != new.get(k))  # type: ignore[union-attr]
 

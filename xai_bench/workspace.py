@@ -129,6 +129,7 @@ class Workspace:
             num_workers=int(self.cfg.num_workers),
             attribution_dir=Path(self.cfg.paths.attribution_dir),
             trainer=self,
+            checkpoint_every_n_steps=int(self.cfg.checkpoint_every_n_steps),
         )
 
     def fresh_net(self, seed: int | None = None) -> nn.Module:
@@ -178,6 +179,7 @@ class Workspace:
                 multilabel=bool(self.cfg.dataset.multilabel),
                 seed=self.seed,
                 progress=progress,
+                checkpoint_every_n_steps=int(self.cfg.checkpoint_every_n_steps),
             )
         finally:
             dm.augment = False

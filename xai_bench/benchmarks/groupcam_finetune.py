@@ -157,7 +157,7 @@ class GroupCAMFinetune(Benchmark):
         module = self.module(ctx, variant)
         metrics = fit_and_test(
             module, ctx.datamodule, out_dir, ctx.trainer_kwargs, self.recipe.max_epochs,
-            ctx.seed, self.progress,
+            ctx.seed, self.progress, ctx.checkpoint_every_n_steps,
         )  # fmt: skip
         return metrics, False
 

@@ -195,7 +195,7 @@ class ROAR(Benchmark):
             net.load_state_dict({k: v.detach().cpu() for k, v in ctx.model.state_dict().items()})
         metrics = train_classifier(
             net, data, out_dir, ctx.trainer_kwargs, r, bool(ctx.meta.multilabel), seed,
-            self.progress,
+            self.progress, ctx.checkpoint_every_n_steps,
         )  # fmt: skip
         return pd.DataFrame(
             [{"metric": m, "value": float(metrics[m])} for m in RESULT_METRICS]

@@ -89,10 +89,11 @@ class EpochShuffle(Sampler[int]):
     same batches as an uninterrupted one, whatever happened to the global random state.
     """
 
-    def __init__(self, n: int, seed: int = 0) -> None:
+    def __init__(self, n: int, seed: int = 0, resume: ResumePoint | None = None) -> None:
         self.n = int(n)
         self.seed = int(seed)
         self.epoch = 0
+        self.resume = resume
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -102,7 +103,25 @@ class EpochShuffle(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        order = torch.randperm(self.n, generator=g).tolist()
+        skip = self.resume.take(self.epoch) if self.resume is not None else 0
+        return iter(order[skip:])
+
+
+class ResumePoint:
+    """Where an interrupted epoch stopped: the first ``samples`` indices of ``epoch`` were
+    trained on. :class:`EpochShuffle` skips them once, so a run resumed from a mid-epoch
+    checkpoint sees exactly the batches an uninterrupted run would have seen next."""
+
+    def __init__(self, epoch: int = -1, samples: int = 0) -> None:
+        self.epoch, self.samples = int(epoch), int(samples)
+
+    def take(self, epoch: int) -> int:
+        """The samples to skip in ``epoch`` (once; 0 for any other epoch)."""
+        if epoch != self.epoch:
+            return 0
+        skip, self.epoch, self.samples = self.samples, -1, 0
+        return skip
 
 
 class ImageDataModule(pl.LightningDataModule, ABC):
@@ -147,6 +166,7 @@ class ImageDataModule(pl.LightningDataModule, ABC):
         self.val_fraction = float(val_fraction)
         self.limit = None if limit is None else int(limit)
         self.augment = bool(augment)
+        self.resume = ResumePoint()  # set by the fit loop when it resumes mid-epoch
         self.download = bool(download)
         self._cache: dict[str, Dataset] = {}
 
@@ -196,7 +216,7 @@ class ImageDataModule(pl.LightningDataModule, ABC):
         return DataLoader(
             ds,
             batch_size=self.batch_size,
-            sampler=EpochShuffle(len(ds), self.seed),  # type: ignore[arg-type]
+            sampler=EpochShuffle(len(ds), self.seed, self.resume),  # type: ignore[arg-type]
             num_workers=self.num_workers,
             collate_fn=collate_samples,
             persistent_workers=self.num_workers > 0,

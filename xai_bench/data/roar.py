@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms as T
 
-from xai_bench.data.base import EpochShuffle, collate_samples
+from xai_bench.data.base import EpochShuffle, ResumePoint, collate_samples
 from xai_bench.metrics.removal import remove
 
 
@@ -103,6 +103,7 @@ class RoarDataModule(pl.LightningDataModule):
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.seed = int(seed)
+        self.resume = ResumePoint()  # set by the fit loop when it resumes mid-epoch
         train = self.datasets["train"]
         if train_limit is not None and train_limit < len(train):  # type: ignore[arg-type]
             g = torch.Generator().manual_seed(self.seed)
@@ -121,7 +122,7 @@ class RoarDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         n = len(self.datasets["train"])  # type: ignore[arg-type]
-        return self._loader("train", EpochShuffle(n, self.seed))
+        return self._loader("train", EpochShuffle(n, self.seed, self.resume))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

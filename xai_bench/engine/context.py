@@ -64,6 +64,8 @@ class RunContext:
         num_workers: DataLoader workers for retraining.
         attribution_dir: the shared attribution cache (ROAR maps).
         trainer: trains the model into its checkpoint (the ``train`` task only).
+        checkpoint_every_n_steps: training paths (ROAR retrains, fine-tuning) also write their
+            resumable ``last.ckpt`` every this many optimizer steps (0: after every epoch only).
     """
 
     run_dir: Path
@@ -80,6 +82,7 @@ class RunContext:
     num_workers: int = 0
     attribution_dir: Path | None = None
     trainer: ModelTrainer | None = None
+    checkpoint_every_n_steps: int = 0
 
     @classmethod
     def create(

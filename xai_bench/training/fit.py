@@ -13,11 +13,11 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
+from xai_bench.data.base import ResumePoint
 from xai_bench.training.lit import Classifier
 from xai_bench.training.recipe import Recipe
 from xai_bench.utils.io import atomic_write, atomic_write_json
@@ -63,6 +63,45 @@ class EpochHistory(pl.Callback):
         self.history = list(state_dict["history"])
 
 
+class LastCheckpoint(pl.Callback):
+    """Writes ``last.ckpt`` (atomically, through the trainer's checkpoint IO) after every
+    training epoch and every ``every_n_steps`` optimizer steps, with the loops', callbacks' and
+    random states, so that a killed run loses at most that much work.
+
+    Lightning's own ``ModelCheckpoint(save_last=True, save_top_k=0)`` writes ``last.ckpt`` only
+    when the run ends (Lightning 2.6), which makes resumption impossible.
+    """
+
+    def __init__(self, path: str | Path, every_n_steps: int = 0) -> None:
+        self.path = Path(path)
+        self.every_n_steps = int(every_n_steps)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        n = self.every_n_steps
+        if n > 0 and trainer.global_step % n == 0 and not self._at_epoch_end(trainer):
+            trainer.save_checkpoint(self.path)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
+
+    @staticmethod
+    def _at_epoch_end(trainer: pl.Trainer) -> bool:
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return done >= trainer.num_training_batches
+
+
+def resume_point(checkpoint: Mapping[str, Any], batch_size: int) -> tuple[int, int]:
+    """``(epoch, samples done in it)`` of a Lightning checkpoint: where training resumes."""
+    loop = checkpoint["loops"]["fit_loop"]
+    # a checkpoint written in on_train_batch_end counts the batch as processed, not completed
+    batches = int(loop["epoch_loop.batch_progress"]["current"]["processed"])
+    epoch = int(checkpoint["epoch"])
+    finished = bool(loop["epoch_loop.batch_progress"].get("is_last_batch")) or (
+        int(loop["epoch_progress"]["current"]["completed"]) > epoch
+    )
+    return (epoch + 1, 0) if finished else (epoch, batches * int(batch_size))
+
+
 class RNGState(pl.Callback):
     """Saves the Python, NumPy and torch random states in every checkpoint and restores them on
     resume, so random augmentation continues as if the run had not been interrupted."""
@@ -93,25 +132,29 @@ def fit_and_test(
     max_epochs: int,
     seed: int = 0,
     progress: bool = True,
+    checkpoint_every_n_steps: int = 0,
 ) -> dict[str, Any]:
     """Fit ``module`` (which holds the network as ``module.net``), validate and test it, and
     save ``model.pt`` (the network's state) and ``metrics.json`` into ``out_dir``.
 
-    Lightning keeps ``last.ckpt`` (written atomically, with the random states) after every
-    epoch under ``out_dir/lightning``; a new call with the same ``out_dir`` resumes from it,
-    so an interruption costs at most one epoch and ends with the same numbers.
+    ``last.ckpt`` is written atomically under ``out_dir/lightning`` after every epoch and every
+    ``checkpoint_every_n_steps`` steps (0: epochs only), with the random states. A new call
+    with the same ``out_dir`` resumes from it, mid-epoch included (the datamodule's
+    ``resume`` point makes its :class:`~xai_bench.data.base.EpochShuffle` skip the batches
+    already trained on), and ends with the same numbers as an uninterrupted run.
 
     Returns:
         ``test_acc``, ``val_acc``, ``test_loss``, ``train_seconds``, ``epochs``, ``resumed_from``
-        (the epoch training resumed at, 0 for a fresh start) and ``history`` (per-epoch
-        validation metrics).
+        (the epoch training resumed in, 0 for a fresh start), ``resumed_from_step`` (the
+        optimizer step) and ``history`` (per-epoch validation metrics).
     """
     out_dir = Path(out_dir)
     pl.seed_everything(seed, workers=True, verbose=False)
     if not progress:  # quiet: no "GPU available" banner per run (warnings still show)
         logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
     history = EpochHistory()
-    ckpt = ModelCheckpoint(dirpath=out_dir / "lightning", save_last=True, save_top_k=0)
+    last = out_dir / "lightning" / "last.ckpt"
+    ckpt = LastCheckpoint(last, checkpoint_every_n_steps)
     trainer = pl.Trainer(
         **dict(trainer_kwargs),
         max_epochs=max_epochs,
@@ -124,11 +167,15 @@ def fit_and_test(
         num_sanity_val_steps=0,
         log_every_n_steps=10,
     )
-    last = out_dir / "lightning" / "last.ckpt"
-    resumed_from = 0
+    resumed_from = resumed_step = 0
     if last.is_file():
-        resumed_from = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1
-        log.info("resuming %s from epoch %d (%s)", out_dir.name, resumed_from, last)
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        resumed_from, samples = resume_point(state, getattr(datamodule, "batch_size", 1))
+        resumed_step = int(state["global_step"])
+        if samples and getattr(datamodule, "resume", None) is not None:
+            datamodule.resume = ResumePoint(resumed_from, samples)  # type: ignore[attr-defined]
+        log.info("resuming %s in epoch %d at step %d (%s)", out_dir.name, resumed_from,
+                 resumed_step, last)  # fmt: skip
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
     seconds = time.perf_counter() - start
@@ -141,6 +188,7 @@ def fit_and_test(
         "train_seconds": seconds,
         "epochs": int(trainer.current_epoch),
         "resumed_from": resumed_from,
+        "resumed_from_step": resumed_step,
         "history": history.history,
     }
     if trainer.is_global_zero:
@@ -159,6 +207,7 @@ def train_classifier(
     multilabel: bool = False,
     seed: int = 0,
     progress: bool = True,
+    checkpoint_every_n_steps: int = 0,
 ) -> dict[str, Any]:
     """Fit ``net`` on the train split with :class:`Classifier` and :func:`fit_and_test`, for
     ``recipe.max_epochs`` epochs.
@@ -168,5 +217,6 @@ def train_classifier(
     """
     module = Classifier(net, recipe, multilabel=multilabel)
     return fit_and_test(
-        module, datamodule, out_dir, trainer_kwargs, recipe.max_epochs, seed, progress
-    )
+        module, datamodule, out_dir, trainer_kwargs, recipe.max_epochs, seed, progress,
+        checkpoint_every_n_steps,
+    )  # fmt: skip
