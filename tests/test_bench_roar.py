@@ -220,3 +220,23 @@ def test_one_channel_map_in_value_mode_ranks_whole_pixels() -> None:
     assert torch.equal(per_pixel, one_channel)
     changed = (per_pixel != x).any(1)  # a removed pixel loses all its channels
     assert changed.sum() == 2 * 4 and ((per_pixel != x).sum(1)[changed] == 3).all()
+
+
+def test_cache_shared_with_a_job_that_finished_it_meanwhile(tmp_path, monkeypatch) -> None:
+    """Two sweep jobs share one cache: when the other job joins the maps and removes the shards
+    while this one is writing a shard, this job returns the finished maps (no error)."""
+    import shutil
+
+    cache = AttributionCache(tmp_path, {"k": 1})
+    final = np.arange(12, dtype=np.float32).reshape(6, 2)
+    real_save = torch.save
+
+    def save(obj, path, *args, **kwargs):
+        if ".000001.pt." in str(path):  # the other job finishes the cache during this write
+            np.save(cache.path, final)
+            shutil.rmtree(cache.dir / "shards")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    out = cache.build(6, 2, lambda idx: torch.from_numpy(final[idx]))
+    assert np.array_equal(out, final) and not (cache.dir / "shards").exists()

@@ -82,7 +82,11 @@ class AttributionCache:
                 maps = compute(idx).detach().float().cpu()
                 if maps.shape[0] != len(idx):
                     raise ValueError(f"{maps.shape[0]} maps for {len(idx)} images")
-                atomic_write(self.shard(number), lambda p: torch.save(maps, p))
+                try:
+                    atomic_write(self.shard(number), lambda p: torch.save(maps, p))
+                except (FileNotFoundError, RuntimeError):  # a concurrent job joined the
+                    if not self.done:  # maps and removed the shards folder mid-write
+                        raise
 
             atomic_write_json(self.dir / KEY_FILE, self.key)
             distributed_map(range(n_shards), work, trainer, lambda n: self.shard(n).is_file())
