@@ -63,3 +63,27 @@ def tiny_context(tmp_path: Path, specs: list, num_classes: int = 8):
     meta = ModelMeta.create(name="resnet8", num_classes=num_classes, input_size=[3, 32, 32],
                             mean=mean, std=std, cam_layer="layer3")  # fmt: skip
     return RunContext.create(net, meta, dm, MethodSet(specs), tmp_path)
+
+
+def kill_in_a_middle_epoch(proc, root: Path, pattern: str = "lightning/last.ckpt") -> dict:
+    """Wait until a training started as ``proc`` (its own session) writes a mid-epoch
+    ``last.ckpt`` (matching ``pattern`` under ``root``) of epoch >= 1, then SIGKILL its whole
+    process group; returns that checkpoint's state. Fails if the training ends first."""
+    import os
+    import signal
+    import time
+
+    deadline, seen, state = time.monotonic() + 300, 0.0, None
+    while time.monotonic() < deadline and proc.poll() is None:
+        ckpt = next(root.rglob(pattern), None) if root.exists() else None
+        if ckpt is not None and ckpt.stat().st_mtime != seen:
+            seen = ckpt.stat().st_mtime
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            batch = state["loops"]["fit_loop"]["epoch_loop.batch_progress"]
+            if state["epoch"] >= 1 and not batch["is_last_batch"]:
+                break
+        time.sleep(0.01)
+    assert state is not None and proc.poll() is None, "the training ended before it was killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return state

@@ -153,7 +153,8 @@ def test_p0_equals_plain_and_a_rerun_retrains_nothing(make_cfg, tmp_path, monkey
     assert folder.parent == tmp_path / "p0" / "finetune" and folder.name.startswith("groupcam-")
     (folder / "model.pt").unlink()
     (folder / "metrics.json").unlink()
-    resumed = run(make_cfg(*TINY, "benchmark.p=0.0", "force=true"), tmp_path / "p0")
+    (tmp_path / "p0" / "summary.json").unlink()  # the run was killed before it finished
+    resumed = run(make_cfg(*TINY, "benchmark.p=0.0"), tmp_path / "p0")
     assert resumed["resumed_from"]["groupcam"] >= 2 and resumed["reused"]["plain"] is True
     assert resumed["groupcam/test_acc"] == out["groupcam/test_acc"]
     assert pd.read_csv(tmp_path / "p0" / "results.csv").equals(table)
@@ -162,7 +163,8 @@ def test_p0_equals_plain_and_a_rerun_retrains_nothing(make_cfg, tmp_path, monkey
         raise AssertionError("a finished variant was retrained")
 
     monkeypatch.setattr(gft, "fit_and_test", no_training)
-    again = run(make_cfg(*TINY, "benchmark.p=0.0", "force=true"), tmp_path / "p0")
+    (tmp_path / "p0" / "summary.json").unlink()
+    again = run(make_cfg(*TINY, "benchmark.p=0.0"), tmp_path / "p0")
     assert again["reused"] == {"plain": True, "groupcam": True}
     assert again["groupcam/test_acc"] == out["groupcam/test_acc"]
     for key, value in Workspace(cfg, tmp_path / "p0").context().model.state_dict().items():

@@ -183,7 +183,7 @@ def test_benchmark_known_answers_figures_cache_and_resume(
     assert out["invariant/constant"] == [
         "gradient", "integrated_gradients_black", "pattern_attribution", "smoothgrad"
     ]  # fmt: skip
-    assert out["not_applicable"] == [] and out["nonfinite"] == []
+    assert out["not_applicable"] == [] and out["nonfinite"] == {}
     assert len(out["figures"]) == 4
     assert all((tmp_path / "a" / f).is_file() for f in ("summary.json", "results.csv"))
     assert all(pd.io.common.file_exists(f) for f in out["figures"])

@@ -192,7 +192,7 @@ def test_deletion_insertion_oracle_known_answer() -> None:
     assert overall == pytest.approx(oracle_ins - oracle_del)
 
 
-def test_constant_and_nan_maps_give_the_random_order() -> None:
+def test_constant_maps_give_the_random_order_and_nonfinite_maps_nan() -> None:
     model, x = SquareModel(), square_images(3)
     batch, ws = make_batch(model, x, torch.tensor([4, 8, 15])), fake_ws(model)
     bench = DeletionInsertion(step_reference_size=None, step_pixels=3)
@@ -206,17 +206,19 @@ def test_constant_and_nan_maps_give_the_random_order() -> None:
     const_rows = run_map(torch.full((3, 3, SIZE, SIZE), 0.25))
     nan_rows = run_map(torch.full((3, 1, SIZE, SIZE), math.nan))
     assert np.array_equal(const_rows.value.to_numpy(), random_rows.value.to_numpy())
-    assert np.array_equal(nan_rows.value.to_numpy(), random_rows.value.to_numpy())
-    assert not nan_rows.value.isna().any()
-    assert nan_rows.map_nonfinite.eq(1).all() and const_rows.map_nonfinite.eq(0).all()
-    summary = bench.summarize(nan_rows.assign(method="nan"))
-    assert summary["nonfinite_maps"] == {"nan": 3} and math.isfinite(summary["nan/overall"])
+    assert not const_rows.value.isna().any() and const_rows.map_nonfinite.eq(0).all()
+    # a map with a NaN or an inf has no order: every row NaN, flagged, counted, never averaged
     partly = oracle(x, batch.target)
-    partly[:, :, LO, LO] = math.nan  # a NaN pixel is the least important one
-    s = saliency_2d(partly, Postprocess([]))
-    for descending, position in ((True, -1), (False, 0)):
-        order = pixel_order(s, descending, "random", batch.sample["index"], ws.seed)
-        assert order[:, position].eq(LO * SIZE + LO).all()
+    partly[0, :, LO, LO] = math.nan
+    partly[1, :, LO, LO] = math.inf
+    partly_rows = run_map(partly)
+    assert nan_rows.value.isna().all() and nan_rows.map_nonfinite.eq(1).all()
+    bad = partly_rows["index"].isin([4, 8])  # the first two images
+    assert partly_rows.value[bad].isna().all() and partly_rows.map_nonfinite[bad].eq(1).all()
+    assert not partly_rows.value[~bad].isna().any() and partly_rows.map_nonfinite[~bad].eq(0).all()
+    summary = bench.summarize(partly_rows.assign(method="partly"))
+    assert summary["nonfinite_maps"] == {"partly": 2} and math.isnan(summary["partly/overall"])
+    assert saliency_2d(partly, Postprocess([]))[:2].eq(-math.inf).all()  # sorts like a constant
 
 
 def small_cnn() -> nn.Module:

@@ -238,15 +238,18 @@ def test_restricted_uses_one_map_of_the_top_class_for_every_class() -> None:
     assert explain.calls == [[0, 1, 1, 2]] and df["hit"].tolist() == [0, 0, 1, 0]
 
 
-def test_nan_and_constant_maps_are_degenerate_misses_not_nan() -> None:
+def test_constant_maps_are_degenerate_misses_and_nonfinite_maps_nan() -> None:
     x = peaks(3, {(2, 0): (20, 20)})
     x[0, 0] = float("nan")  # no finite value
     x[1, 0] = 0.5  # constant
     x[2, 0, 0, 0] = float("inf")  # non-finite pixel beside a real peak
     s = sample([[(0, 18, 18, 22, 22, 0)]] * 3)
     df = scores(PointingGame(tolerance=2, smooth_sigma=0.05), ChannelOfTarget(), x, s, smooth=True)
-    assert df["degenerate"].tolist() == [1, 1, 0] and df["hit"].tolist() == [0, 0, 1]
-    assert df[["u", "v"]].values.tolist()[:2] == [[0, 0], [0, 0]]
+    # a non-finite map is neither hit nor miss (NaN, flagged); a constant one is a miss
+    assert df["degenerate"].tolist() == [0, 1, 0] and df["map_nonfinite"].tolist() == [1, 0, 1]
+    assert math.isnan(df["hit"][0]) and df["hit"][1] == 0 and math.isnan(df["hit"][2])
+    assert df[["u", "v"]].values.tolist()[1] == [0, 0]
+    assert df[["u", "v"]].iloc[[0, 2]].isna().all().all()
 
 
 def test_smoothing_moves_the_point_from_a_spike_to_a_blob() -> None:
@@ -364,7 +367,7 @@ def test_two_labelled_variants_of_one_method(make_cfg, tmp_path: Path) -> None:
     assert set(out) >= {"accuracy/gc_a", "accuracy/gc_b", "hit_rate/gc_b", "headline"}
     assert out["headline"] == {"accuracy": True, "hit_rate": True}
     # the chunks are keyed by label and hash: each variant has its own
-    chunks = sorted(p.name for p in (tmp_path / "run" / "partial").rglob("*.csv"))
+    chunks = sorted(p.name for p in (tmp_path / "run" / "partial").rglob("*.chunk"))
     assert [c.split("-")[0] for c in chunks] == ["gc_a"] * 3 + ["gc_b"] * 3
     # smoothing selects by label: only gc_b is blurred, gc_a keeps its numbers
     smooth = bench_args(smooth_sigma=0.1, smooth_methods="[gc_b]", center_baseline="false")

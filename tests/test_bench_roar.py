@@ -103,11 +103,13 @@ def test_attribution_cache_joins_shards_resumes_and_reuses(tmp_path: Path) -> No
         return torch.tensor(idx, dtype=torch.float32).view(-1, 1, 1).expand(-1, 2, 2) * 1.5
 
     cache = AttributionCache(tmp_path, {"method": "m", "split": "train"})
-    cache.shard(0).parent.mkdir(parents=True)
-    torch.save(compute([0, 1, 2, 3]), cache.shard(0))
+    cache.write_shard(0, compute([0, 1, 2, 3]))
+    cache.write_shard(1, compute([4, 5, 6, 7]))
+    cut = cache.shard(1).read_bytes()
+    cache.shard(1).write_bytes(cut[: len(cut) // 2])  # a shard cut short: computed again
     calls.clear()  # shard 0 "finished before an interruption"
     maps = cache.build(10, 4, compute)
-    assert calls == [[4, 5, 6, 7], [8, 9]]  # only the missing shards
+    assert calls == [[4, 5, 6, 7], [8, 9]]  # only the missing and the corrupt shards
     assert maps.shape == (10, 2, 2) and np.allclose(maps[:, 0, 0], np.arange(10) * 1.5)
     assert not (cache.dir / "shards").exists()
     again = AttributionCache(tmp_path, {"method": "m", "split": "train"}).build(10, 4, compute)
@@ -115,6 +117,19 @@ def test_attribution_cache_joins_shards_resumes_and_reuses(tmp_path: Path) -> No
     other = AttributionCache(tmp_path, {"method": "m2", "split": "train"})
     assert other.dir != cache.dir and not other.done
     assert json.loads((cache.dir / "key.json").read_text())["method"] == "m"
+
+    # a changed array is detected by its digest and computed again; force=True recomputes all
+    edited = np.load(cache.path)
+    edited[3] = 12345.0
+    np.save(cache.path, edited)
+    calls.clear()
+    fixed = AttributionCache(tmp_path, {"method": "m", "split": "train"}).build(10, 4, compute)
+    expected = np.arange(10, dtype=np.float32)[:, None, None].repeat(2, 1).repeat(2, 2) * 1.5
+    assert len(calls) == 3 and np.array_equal(fixed, expected)
+    calls.clear()
+    forced = AttributionCache(tmp_path, {"method": "m", "split": "train"}, force=True)
+    assert not forced.done and np.array_equal(forced.build(10, 4, compute), expected)
+    assert len(calls) == 3
 
 
 # ----------------------------------------------------------------------------- benchmark
@@ -227,16 +242,20 @@ def test_cache_shared_with_a_job_that_finished_it_meanwhile(tmp_path, monkeypatc
     while this one is writing a shard, this job returns the finished maps (no error)."""
     import shutil
 
+    from xai_bench.results import attributions
+    from xai_bench.utils.digest import file_digest
+
     cache = AttributionCache(tmp_path, {"k": 1})
     final = np.arange(12, dtype=np.float32).reshape(6, 2)
-    real_save = torch.save
+    real_write = attributions.write_checked
 
-    def save(obj, path, *args, **kwargs):
-        if ".000001.pt." in str(path):  # the other job finishes the cache during this write
+    def write(path, payload):
+        if path.name == "000001.pt":  # the other job finishes the cache during this write
             np.save(cache.path, final)
+            (cache.dir / attributions.DIGEST_FILE).write_text(file_digest(cache.path))
             shutil.rmtree(cache.dir / "shards")
-        return real_save(obj, path, *args, **kwargs)
+        return real_write(path, payload)
 
-    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(attributions, "write_checked", write)
     out = cache.build(6, 2, lambda idx: torch.from_numpy(final[idx]))
     assert np.array_equal(out, final) and not (cache.dir / "shards").exists()

@@ -147,8 +147,9 @@ def test_metric_known_answers_and_nan_aggregation() -> None:
     assert compare(va, vb, "spearman_abs", defined=True).abs().max() < 0.1  # 1024 pixels
     table = pd.DataFrame({"method": ["m"] * 3, "metric": ["x"] * 3, "value": [1.0, math.nan, 0.0]})
     assert aggregate(table, ["method", "metric"]) == [
-        {"method": "m", "metric": "x", "mean": 0.5, "std": 0.5, "n": 2, "n_nan": 1}
-    ]
+        {"method": "m", "metric": "x", "mean": 0.5, "std": 0.5, "n": 2, "n_nan": 1,
+         "n_nonfinite": 0}
+    ]  # fmt: skip
 
 
 def _means(summary: dict, method: str, metric: str) -> dict[str, float]:

@@ -119,12 +119,13 @@ def test_ddp_on_two_cpu_processes_equals_one_process(name, make_cfg, tmp_path, m
         assert (a.groupby(["method", "stage", "metric"]).image.nunique() == N_IMAGES).all()
         assert len(a) == 2 * 6 * 4 * N_IMAGES
 
-        # resumption: a forced rerun of the DDP run finds every chunk and starts no process
+        # resumption: an unfinished DDP run (no summary) finds every chunk and starts no process
         def no_trainer(*_, **__):
             raise AssertionError("a finished run must not start Lightning")
 
         monkeypatch.setattr(distributed.pl, "Trainer", no_trainer)
-        same = (*args, "trainer=ddp_cpu", f"paths.root_dir={tmp_path / 'ddp'}", "force=true")
+        same = (*args, "trainer=ddp_cpu", f"paths.root_dir={tmp_path / 'ddp'}")
+        (ddp / "summary.json").unlink()
         again = run(make_cfg(*same), ddp)
         assert again["chunks_computed"] == 0 and again["chunks_loaded"] == 5 * JOBS[name]
         pd.testing.assert_frame_equal(pd.read_csv(ddp / "results.csv"), a)

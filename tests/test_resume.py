@@ -6,31 +6,33 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import pytest
 import torch
 
+from tests.conftest import kill_in_a_middle_epoch
 from xai_bench.data.base import EpochShuffle, ResumePoint
 from xai_bench.training.fit import resume_point
 
 REPO = Path(__file__).resolve().parent.parent
-EPOCHS, STEPS_PER_EPOCH = 4, 24  # 1536 training images in batches of 64
+EPOCHS, STEPS_PER_EPOCH = 4, 24  # 1536 training images in batches of 64 (12 per rank in DDP)
 ARGS = (
-    "benchmark=train", "benchmark.progress=false", "model.net.widths=[8,16,16]", "trainer=cpu",
+    "benchmark=train", "benchmark.progress=false", "model.net.widths=[8,16,16]",
     "dataset.datamodule.n_train=1536", "dataset.datamodule.n_val=64",
     "dataset.datamodule.n_test=128", f"train.max_epochs={EPOCHS}", "train.batch_size=64",
     "train.augment=true", "train.step_size=1", "checkpoint_every_n_steps=5",
 )  # fmt: skip
 
 
-def start(root: Path) -> subprocess.Popen:
-    env = {**os.environ, "XAI_BENCH_ROOT": str(root), "OMP_NUM_THREADS": "1"}
+def start(root: Path, trainer: str = "cpu") -> subprocess.Popen:
+    ranks = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "SLURM_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ranks)}  # a local launch
+    env.update(XAI_BENCH_ROOT=str(root), OMP_NUM_THREADS="1")
     return subprocess.Popen(
-        [sys.executable, "-m", "xai_bench", *ARGS], cwd=REPO, env=env,
+        [sys.executable, "-m", "xai_bench", *ARGS, f"trainer={trainer}"], cwd=REPO, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
 
@@ -58,38 +60,32 @@ def test_resume_point_and_sampler_skip() -> None:
     assert list(sampler) == list(plain)  # the skip is used once
 
 
-def test_sigkill_mid_epoch_resumes_to_the_same_numbers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("trainer", ["cpu", "ddp_cpu"])
+def test_sigkill_mid_epoch_resumes_to_the_same_numbers(tmp_path: Path, trainer: str) -> None:
+    """``ddp_cpu``: 2 processes (gloo); the kill takes both, the rerun resumes both ranks."""
+    steps = STEPS_PER_EPOCH // (2 if trainer == "ddp_cpu" else 1)
     killed = tmp_path / "killed"
-    proc = start(killed)
-    deadline, seen, state = time.monotonic() + 300, 0.0, None
-    while time.monotonic() < deadline and proc.poll() is None:
-        ckpt = next((killed / "outputs" / "cache").rglob("lightning/last.ckpt"), None)
-        if ckpt is not None and ckpt.stat().st_mtime != seen:
-            seen = ckpt.stat().st_mtime
-            state = torch.load(ckpt, map_location="cpu", weights_only=False)
-            batch = state["loops"]["fit_loop"]["epoch_loop.batch_progress"]
-            if state["epoch"] >= 1 and not batch["is_last_batch"]:
-                break  # a mid-epoch checkpoint of a middle epoch: kill now
-        time.sleep(0.01)
-    assert proc.poll() is None, "the training ended before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc = start(killed, trainer)
+    state = kill_in_a_middle_epoch(proc, killed / "outputs" / "cache")
     folder = checkpoint_dir(killed)
     assert not (folder / "metrics.json").exists()
-    assert state is not None and state["global_step"] % STEPS_PER_EPOCH != 0
+    assert state["global_step"] % steps != 0
+    lock = folder / ".lock"
+    assert json.loads(lock.read_text())["pid"] == proc.pid  # left behind by the killed run
 
-    resumed = start(killed)
+    resumed = start(killed, trainer)
     log, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, log[-3000:]
-    whole = start(tmp_path / "whole")
+    assert "took over the stale lock" in log and not lock.exists()
+    whole = start(tmp_path / "whole", trainer)
     log2, _ = whole.communicate(timeout=600)
     assert whole.returncode == 0, log2[-3000:]
 
     a = json.loads((folder / "metrics.json").read_text())
     b = json.loads((checkpoint_dir(tmp_path / "whole") / "metrics.json").read_text())
     assert 1 <= a["resumed_from"] < EPOCHS and b["resumed_from"] == 0
-    assert a["resumed_from_step"] % STEPS_PER_EPOCH != 0  # resumed inside an epoch
-    assert a["resumed_from_step"] >= state["global_step"] > STEPS_PER_EPOCH
+    assert a["resumed_from_step"] % steps != 0  # resumed inside an epoch
+    assert a["resumed_from_step"] >= state["global_step"] > steps
     assert a["epochs"] == b["epochs"] == EPOCHS
     assert (a["test_acc"], a["val_acc"], a["test_loss"]) == (
         b["test_acc"], b["val_acc"], b["test_loss"],

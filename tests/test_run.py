@@ -1,4 +1,4 @@
-"""run(): finished results are reused, and a changed config is reported, not silently mixed."""
+"""run(): finished results are reused; a changed config is reported and recomputed, never mixed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ TINY = (
 )  # fmt: skip
 
 
-def test_rerun_reuses_and_warns_on_changed_config(make_cfg, tmp_path, caplog) -> None:
+def test_rerun_reuses_and_recomputes_on_changed_config(make_cfg, tmp_path, caplog) -> None:
     first = run(make_cfg(*TINY), tmp_path / "r")
     assert first["cached"] is False
     with caplog.at_level(logging.WARNING, logger="xai_bench.run"):
@@ -22,7 +22,9 @@ def test_rerun_reuses_and_warns_on_changed_config(make_cfg, tmp_path, caplog) ->
     assert "different config" not in caplog.text
     with caplog.at_level(logging.WARNING, logger="xai_bench.run"):
         changed = run(make_cfg(*TINY, "benchmark.n_figure=8"), tmp_path / "r")
-    assert changed["cached"] is True  # kept, never overwritten without force=true
-    assert "different config (benchmark differ)" in caplog.text
+    assert changed["cached"] is False  # never a stale number
+    assert "different config or input files (benchmark differ)" in caplog.text
+    again = run(make_cfg(*TINY, "benchmark.n_figure=8"), tmp_path / "r")
+    assert again["cached"] is True
     forced = run(make_cfg(*TINY, "benchmark.n_figure=8", "force=true"), tmp_path / "r")
     assert forced["cached"] is False

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 from xai_bench.resolvers import register_resolvers
 from xai_bench.utils.configs import CONFIG_PATH
@@ -22,8 +24,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from xai_bench.data.base import DatasetNotFoundError
     from xai_bench.methods.base import MethodNotApplicableError
     from xai_bench.models.layers import UnknownLayerError
-    from xai_bench.models.weights import WeightsNotFoundError
-    from xai_bench.utils.errors import UserInputError
+    from xai_bench.utils.errors import UserInputError, WeightsNotFoundError
 
     return (
         DatasetNotFoundError,
@@ -57,8 +58,48 @@ def check_launch(cfg: DictConfig) -> None:
         )
 
 
+def fail(err: BaseException) -> NoReturn:
+    """Report a user error in one line on stderr and exit with status 2."""
+    from xai_bench.utils.errors import one_line
+
+    print(f"xai-bench: error: {one_line(err)}", file=sys.stderr)
+    sys.exit(2)
+
+
+class EarlyChecks(Callback):
+    """Hydra callback (``hydra.callbacks.early_checks``): before Hydra creates the run directory
+    (so that nothing is written), :func:`xai_bench.checks.check_config` and the benchmark's
+    own checks (its constructor). The config checks come first and import no torch, so that
+    e.g. a missing pretrained weights file is reported in one line within a second or two."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from xai_bench.checks import check_config
+        from xai_bench.utils.errors import UserInputError, WeightsNotFoundError
+
+        try:
+            HydraConfig.instance().set_config(config)  # run_job sets it again
+            check_config(config, OmegaConf.select(config, "hydra.run.dir"))
+            if config.get("benchmark") is not None:
+                from xai_bench.run import build_benchmark
+
+                build_benchmark(config.benchmark)  # its values (benchmark.*), e.g. n_images
+        except (UserInputError, WeightsNotFoundError) as err:
+            fail(err)
+
+
+def _cause(err: BaseException) -> BaseException:
+    """The user error behind Hydra's ``InstantiationException`` (a constructor's own check)."""
+    from hydra.errors import InstantiationException
+
+    if isinstance(err, InstantiationException) and isinstance(err.__cause__, user_errors()):
+        return err.__cause__
+    return err
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="run")
 def _main(cfg: DictConfig) -> float | None:
+    from hydra.errors import InstantiationException
+
     from xai_bench.run import run
 
     run_dir = HydraConfig.get().runtime.output_dir
@@ -66,8 +107,11 @@ def _main(cfg: DictConfig) -> float | None:
         check_launch(cfg)
         summary = run(cfg, run_dir)
     except user_errors() as err:
-        print(f"xai-bench: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail(err)
+    except InstantiationException as err:
+        if _cause(err) is err:
+            raise
+        fail(_cause(err))
     print(f"xai-bench: results in {run_dir}")
     value = next((v for v in summary.values() if isinstance(v, int | float)), None)
     return None if value is None else float(value)

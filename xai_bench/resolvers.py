@@ -7,9 +7,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from xai_bench.methods.spec import default_label
-from xai_bench.utils.hashing import stable_hash
-
+# xai_bench.methods.spec and xai_bench.utils.hashing import torch: they are imported where they
+# are needed, so that the CLI reaches its early checks without importing torch
 MAX_DIRNAME = 200  # file systems allow 255 bytes per folder name
 
 
@@ -20,6 +19,8 @@ def dirname(overrides: str) -> str:
         return "base"
     name = overrides.replace("/", "%").replace(" ", "")
     if len(name.encode()) > MAX_DIRNAME:
+        from xai_bench.utils.hashing import stable_hash
+
         name = f"{name[: MAX_DIRNAME - 11]}-{stable_hash(name)}"
     return name
 
@@ -39,6 +40,8 @@ def methods_segment(method: str, benchmark: Any) -> str | None:
         elif isinstance(entry, dict) and entry.get("label") is not None:
             labels.append(str(entry["label"]))
         elif isinstance(entry, dict):
+            from xai_bench.methods.spec import default_label
+
             params = {k: v for k, v in entry.items() if k not in ("name", "label", "params")}
             labels.append(
                 default_label(str(entry.get("name")), {**entry.get("params", {}), **params})

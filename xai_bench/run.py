@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -10,17 +11,20 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from xai_bench.checks import check_config
 from xai_bench.engine.benchmark import Task
-from xai_bench.results.store import RunStore
+from xai_bench.results.store import CONFIG_FILE, NOT_FINISHED, RunStore
 from xai_bench.utils.distributed import is_global_zero
 from xai_bench.utils.errors import UserInputError
-from xai_bench.utils.io import atomic_write_text
+from xai_bench.utils.io import remove_stray_tmp, strict_json
+from xai_bench.utils.lock import RunLock
 from xai_bench.utils.seed import seed_everything
 from xai_bench.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 METHODS_KEY = "resolved_methods"  # config.yaml: every method spec, fully resolved
+INPUTS_KEY = "inputs"  # config.yaml: content keys of the weights, data and flag files
 
 
 def build_benchmark(node: DictConfig) -> Task:
@@ -36,10 +40,17 @@ def build_benchmark(node: DictConfig) -> Task:
 
 
 def saved_config(cfg: DictConfig, ws: Workspace) -> dict[str, Any]:
-    """The resolved config with every method spec fully resolved (``config.yaml``)."""
+    """The resolved config with every method spec fully resolved and the content keys of the
+    input files (``config.yaml``)."""
     out = OmegaConf.to_container(cfg, resolve=True)
     out[METHODS_KEY] = ws.methods.resolved()  # type: ignore[index]
+    out[INPUTS_KEY] = ws.inputs()  # type: ignore[index]
     return out  # type: ignore[return-value]
+
+
+# Keys that do not change the numbers: a rerun that differs only in them reuses the results.
+RUNTIME_KEYS = {"force", "device", "num_workers", "paths", "hydra", "checkpoint_every_n_steps",
+                "lock_timeout"}  # fmt: skip
 
 
 def changed_keys(saved: Path, new: dict[str, Any]) -> list[str]:
@@ -47,38 +58,66 @@ def changed_keys(saved: Path, new: dict[str, Any]) -> list[str]:
     if not saved.is_file():
         return []
     old = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
-    ignore = {"force", "device", "num_workers", "paths", "hydra", "checkpoint_every_n_steps"}
-    keys = (set(old) | set(new)) - ignore  # type: ignore[arg-type]
+    keys = (set(old) | set(new)) - RUNTIME_KEYS  # type: ignore[arg-type]
+    new = OmegaConf.to_container(OmegaConf.create(new), resolve=False)  # as YAML reads it back
     return sorted(k for k in keys if old.get(k) != new.get(k))  # type: ignore[union-attr]
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Run the configured benchmark into ``run_dir``, or return its earlier summary.
+    """Run the configured benchmark into ``run_dir``, or return its earlier results.
 
-    A run directory that holds a finished summary is not recomputed unless ``force=true``.
+    Finished results are returned as they are when they are intact and were computed from the
+    same config and input files; otherwise the run is computed (reusing the finished chunks of
+    an interrupted run). ``force=true`` recomputes everything of the run, ``force=all`` also
+    retrains the base checkpoint. Only one process works in a run directory at a time.
     """
+    check_config(cfg, run_dir)  # bad values fail here, in one line, before anything is written
     run_dir = Path(run_dir)
     store = RunStore(run_dir)
     ws = Workspace(cfg, run_dir)
-    resolved = saved_config(cfg, ws)  # method specs fail here, before any computation
-    if store.done and not cfg.force:
-        log.info("finished results found in %s (force=true recomputes)", run_dir)
-        changed = changed_keys(run_dir / "config.yaml", resolved)
-        if changed:
-            log.warning(
-                "the finished results in %s were computed with a different config (%s differ); "
-                "they are kept: force=true recomputes them",
-                run_dir,
-                ", ".join(changed),
-            )
-        return {**store.summary(), "run_dir": str(run_dir), "cached": True}
-    seed_everything(int(cfg.seed))
-    benchmark = build_benchmark(cfg.benchmark)
-    if is_global_zero():
-        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
-    result = benchmark.run(ws.context())
-    summary = {**result.summary, "figures": result.figures}
-    if is_global_zero():  # in a data-parallel run every rank holds the same gathered results
-        store.save(result.table, summary)
-        log.info("results written to %s", run_dir)
-    return {**summary, "run_dir": str(run_dir), "cached": False}
+    ws.methods  # noqa: B018 - method specs fail here, before any computation
+    lock = RunLock(run_dir, timeout=_timeout(cfg)) if is_global_zero() else nullcontext()
+    with lock:
+        if is_global_zero():
+            for path in remove_stray_tmp(run_dir):
+                log.info("removed %s, left by a killed run", path)
+        if not cfg.force:
+            cached = _finished(cfg, ws, store, run_dir)
+            if cached is not None:
+                return cached
+        seed_everything(int(cfg.seed))
+        benchmark = build_benchmark(cfg.benchmark)
+        result = benchmark.run(ws.context())
+        summary = {**result.summary, "figures": result.figures}
+        if is_global_zero():  # in a data-parallel run every rank holds the same gathered results
+            config = OmegaConf.to_yaml(OmegaConf.create(saved_config(cfg, ws)))
+            store.save(result.table, summary, config)
+            log.info("results written to %s", run_dir)
+    return {**strict_json(summary), "run_dir": str(run_dir), "cached": False}
+
+
+def _finished(cfg: DictConfig, ws: Workspace, store: RunStore, run_dir: Path) -> dict | None:
+    """The finished results of ``run_dir`` if they are intact and up to date, else ``None``
+    (the reason is logged)."""
+    problem = store.problem()
+    if problem == NOT_FINISHED:
+        return None
+    if problem is not None:
+        log.warning("%s; recomputing", problem)
+        return None
+    changed = changed_keys(run_dir / CONFIG_FILE, saved_config(cfg, ws))
+    if changed:
+        log.warning(
+            "the results in %s were computed with a different config or input files (%s "
+            "differ); recomputing them",
+            run_dir,
+            ", ".join(changed),
+        )
+        return None
+    log.info("finished results found in %s (force=true recomputes)", run_dir)
+    return {**store.summary(), "run_dir": str(run_dir), "cached": True}
+
+
+def _timeout(cfg: DictConfig) -> float | None:
+    value = cfg.get("lock_timeout")
+    return None if value is None else float(value)

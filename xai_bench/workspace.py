@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -25,15 +26,55 @@ from xai_bench.methods.base import Explainer
 from xai_bench.methods.spec import MethodSet
 from xai_bench.models.factory import build_model
 from xai_bench.models.meta import ModelMeta
+from xai_bench.models.weights import timm_weights_file, torchvision_weights_file
 from xai_bench.training.fit import METRICS_FILE, MODEL_FILE, train_classifier
 from xai_bench.training.recipe import Recipe
-from xai_bench.utils.distributed import is_distributed, local_rank
+from xai_bench.utils.digest import content_keyed, path_digest
+from xai_bench.utils.distributed import is_distributed, local_rank, remove_tree
 from xai_bench.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
 
 # Datamodule arguments that do not change what a model learns from the data.
 _RUNTIME_DATA_KEYS = ("root", "num_workers", "batch_size", "mean", "std", "download", "_target_")
+
+
+class LazyMapping(Mapping[str, Any]):
+    """A mapping computed on first read (a fingerprint that needs the trained model)."""
+
+    def __init__(self, make: Callable[[], Mapping[str, Any]]) -> None:
+        self._make = make
+
+    @cached_property
+    def _data(self) -> Mapping[str, Any]:
+        return self._make()
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def _digests(obj: Any) -> Any:
+    """The ``{"path", "sha256"}`` entries of a :func:`content_keyed` structure, by path."""
+    found: dict[str, str] = {}
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict) and set(node) == {"path", "sha256"}:
+            found[str(node["path"])] = str(node["sha256"])
+        elif isinstance(node, dict):
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(obj)
+    return found
 
 
 def resolve_device(name: str, distributed: bool = False) -> torch.device:
@@ -63,6 +104,9 @@ class Workspace:
         self.trainer_kwargs: dict[str, Any] = dict(trainer)  # type: ignore[arg-type]
         self.device = resolve_device(str(cfg.device), is_distributed(self.trainer_kwargs))
         self.seed = int(cfg.seed)
+        force = cfg.get("force", False)
+        self.force = bool(force)  # recompute this run's results, maps, retrains and fine-tunes
+        self.force_all = force == "all"  # ... and retrain the base checkpoint (weights=trained)
 
     @cached_property
     def meta(self) -> ModelMeta:
@@ -97,9 +141,11 @@ class Workspace:
         """The run's method specs (``benchmark.methods``, else ``method``), resolved once."""
         return resolve_methods(self.cfg)
 
-    @property
+    @cached_property
     def fingerprint(self) -> dict[str, Any]:
-        """What identifies the evaluated model and data: the base of every cache key."""
+        """What identifies the evaluated model and data, the base of every cache key: their
+        configs and the contents of their files (:meth:`inputs`). Read once the model is
+        there (a trained checkpoint is trained first)."""
         model = OmegaConf.to_container(self.cfg.model, resolve=True)
         data = OmegaConf.to_container(self.cfg.dataset, resolve=True)
         data["datamodule"] = {  # type: ignore[index]
@@ -110,7 +156,39 @@ class Workspace:
         out = {"model": model, "dataset": data}
         if self.cfg.model.weights == "trained":  # the checkpoint key covers the training recipe
             out["checkpoint"] = self.checkpoint_dir.name
+            self.model  # noqa: B018 - trains the checkpoint if it is missing
+        out["inputs"] = self.inputs()
         return out
+
+    def weights_file(self) -> Path | None:
+        """The file the model's weights are read from (``None``: random weights, or published
+        weights that are not in the local cache)."""
+        m = self.cfg.model
+        weights = str(m.weights)
+        if weights == "random":
+            return None
+        if weights == "trained":
+            return self.checkpoint_dir / MODEL_FILE
+        if weights == "pretrained":
+            if m.pretrained is None:
+                return None
+            if m.pretrained.source == "torchvision":
+                return torchvision_weights_file(str(m.pretrained.name))[0]
+            return timm_weights_file(str(m.pretrained.name))
+        return Path(weights).expanduser()
+
+    def inputs(self) -> dict[str, Any]:
+        """Content keys of the files the numbers come from: the weights file (SHA-256), the
+        dataset's folders (file list, sizes, mtimes) and files named by the benchmark (flag
+        files). A replaced file changes them, so no cached result of the old one is reused."""
+        weights = self.weights_file()
+        data = [str(p) for p in self.build_datamodule().sources()]
+        bench = OmegaConf.to_container(self.cfg.benchmark, resolve=True)
+        return {
+            "weights": None if weights is None else path_digest(weights),
+            "data": {p: path_digest(p) for p in data},
+            "benchmark": _digests(content_keyed(bench)),
+        }
 
     def context(self) -> RunContext:
         """The config-free :class:`RunContext` that benchmarks and tasks receive."""
@@ -124,12 +202,13 @@ class Workspace:
             device=self.device,
             seed=self.seed,
             identity=self.identity,
-            fingerprint=self.fingerprint,
+            fingerprint=LazyMapping(lambda: self.fingerprint),
             trainer_kwargs=self.trainer_kwargs,
             num_workers=int(self.cfg.num_workers),
             attribution_dir=Path(self.cfg.paths.attribution_dir),
             trainer=self,
             checkpoint_every_n_steps=int(self.cfg.checkpoint_every_n_steps),
+            force=self.force,
         )
 
     def fresh_net(self, seed: int | None = None) -> nn.Module:
@@ -162,10 +241,12 @@ class Workspace:
     def datamodule(self) -> ImageDataModule:
         return instantiate(self.cfg.dataset.datamodule)
 
-    def train(self, progress: bool = True) -> dict[str, float]:
-        """Train a fresh network into :attr:`checkpoint_dir` (resuming an interrupted run) under
-        the ``train:`` :class:`~xai_bench.training.recipe.Recipe` (the dataset configs read its
-        ``batch_size`` as ``${train.batch_size}``)."""
+    def train(self, progress: bool = True, fresh: bool = False) -> dict[str, float]:
+        """Train a fresh network into :attr:`checkpoint_dir` (resuming an interrupted run, or
+        from scratch if ``fresh``) under the ``train:`` :class:`~xai_bench.training.recipe.
+        Recipe` (the dataset configs read its ``batch_size`` as ``${train.batch_size}``)."""
+        if fresh and remove_tree(self.checkpoint_dir):
+            log.info("force: removed the checkpoint %s; training it anew", self.checkpoint_dir)
         recipe = Recipe.from_mapping(self.cfg.train, name="train")
         dm = self.datamodule
         dm.augment = recipe.augment
@@ -195,12 +276,13 @@ class Workspace:
     def model(self) -> nn.Module:
         """The evaluated model, in eval mode on :attr:`device` (trained first if needed)."""
         m = self.cfg.model
+        retrain = m.weights == "trained" and self.force_all
         missing = m.weights == "trained" and self.trained_metrics() is None
-        if missing and self.cfg.train_if_missing:
+        if retrain or (missing and self.cfg.train_if_missing):
             log.info(
                 "training %s on %s into %s", m.name, self.cfg.dataset.name, self.checkpoint_dir
             )
-            self.train()
+            self.train(fresh=retrain)
         net, _ = build_model(
             self.fresh_net(),
             self.meta,

@@ -10,6 +10,9 @@ the softmax, which are those of the logits) and compared:
   (POSAGG Tables 2 and 4).
 
 Lower is more class-sensitive: a method that ignores the target (e.g. ``random``) scores 1.
+
+A map with a NaN or an infinite value (either of the pair) gives NaN in both metrics, its rows
+are flagged ``map_nonfinite = 1`` and the method's mean is NaN (never averaged away).
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ from typing import Any
 import pandas as pd
 from torch import Tensor
 
-from xai_bench.engine.batches import BatchPlan, EvalBatch
+from xai_bench.engine.batches import BatchPlan, EvalBatch, check_count
 from xai_bench.engine.benchmark import EvalBenchmark
 from xai_bench.engine.context import RunContext
 from xai_bench.methods.base import Explainer
-from xai_bench.metrics.aggregate import aggregate, check_constant_maps
-from xai_bench.metrics.postprocess import Postprocess
+from xai_bench.metrics.aggregate import NONFINITE, aggregate, check_constant_maps
+from xai_bench.metrics.postprocess import Postprocess, nonfinite_maps
 from xai_bench.metrics.similarity import hog_spearman, spearman
 from xai_bench.viz.sanity import class_sensitivity_bars
 
@@ -53,6 +56,7 @@ class ClassSensitivity(EvalBenchmark):
 
     name = "class_sensitivity"
     headline = {"spearman": False, "hog_spearman": False}
+    nan_reason = "undefined: constant maps (constant_maps=nan)"
     runtime_params = ("postprocess", "hog_postprocess")
 
     def __init__(
@@ -77,7 +81,7 @@ class ClassSensitivity(EvalBenchmark):
         self.hog_postprocess_steps = [s if isinstance(s, str) else dict(s) for s in hog_postprocess]
         self.postprocess = Postprocess(self.postprocess_steps)
         self.hog_postprocess = Postprocess(self.hog_postprocess_steps)
-        self.hog_cell = int(hog_cell)
+        self.hog_cell = check_count(int(hog_cell), "hog_cell")
         self.constant_maps = check_constant_maps(constant_maps)
 
     def check(self, ctx: RunContext) -> None:
@@ -104,13 +108,16 @@ class ClassSensitivity(EvalBenchmark):
     def score(self, ctx: RunContext, explainer: Explainer, batch: EvalBatch) -> pd.DataFrame:
         """Rows of one batch: each metric between the argmax- and the argmin-class maps."""
         top, bottom = batch.logits.argmax(1), batch.logits.argmin(1)
-        values = self.similarities(explainer(batch.x, top), explainer(batch.x, bottom))
+        a, b = explainer(batch.x, top), explainer(batch.x, bottom)
+        values = self.similarities(a, b)
+        bad = (nonfinite_maps(a) | nonfinite_maps(b)).long().tolist()
         images, tops, bottoms = batch.sample["index"].tolist(), top.tolist(), bottom.tolist()
         rows = [
-            {"image": i, "class_max": hi, "class_min": lo, "metric": metric, "value": v}
+            {"image": i, "class_max": hi, "class_min": lo, "metric": metric, "value": v,
+             NONFINITE: f}
             for metric, vals in values.items()
-            for i, hi, lo, v in zip(images, tops, bottoms, vals.tolist(), strict=True)
-        ]
+            for i, hi, lo, v, f in zip(images, tops, bottoms, vals.tolist(), bad, strict=True)
+        ]  # fmt: skip
         return pd.DataFrame(rows)
 
     def summarize(self, rows: pd.DataFrame) -> dict[str, Any]:

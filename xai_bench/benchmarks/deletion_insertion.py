@@ -6,6 +6,10 @@ original pixels back in the same order. After each step the softmax probability 
 predicted on the clean image is recorded (``ceil(N / step) + 1`` points, before the first and
 after the last change), and each curve's AUC is the trapezoid on [0, 1]. Lower deletion and
 higher insertion are better; Group-CAM's over-all score is insertion - deletion.
+
+An image whose map holds a NaN or an infinite value gets NaN in every row (curve points, AUCs,
+over-all; flagged ``map_nonfinite = 1``), and a mean over rows with such a row (the summary's
+AUCs, the ``mean_score`` curve points) is NaN.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xai_bench.engine.batches import BatchPlan, EvalBatch, check_target
+from xai_bench.engine.batches import BatchPlan, EvalBatch, check_count, check_target
 from xai_bench.engine.benchmark import EvalBenchmark
 from xai_bench.engine.context import RunContext
 from xai_bench.engine.jobs import METHOD_COLUMNS
 from xai_bench.methods.base import Explainer
+from xai_bench.metrics.aggregate import NONFINITE, flagged_mean
 from xai_bench.metrics.perturbation import (
     BLUR_PRESETS,
     FILLS,
@@ -33,6 +38,7 @@ from xai_bench.metrics.perturbation import (
     check_choice,
     fill_values,
     flat,
+    mask_nonfinite,
     order_rank,
     perturbation_scores,
     pixel_order,
@@ -108,6 +114,12 @@ class DeletionInsertion(EvalBenchmark):
         self.postprocess_steps = [s if isinstance(s, str) else dict(s) for s in postprocess]
         self.postprocess = Postprocess(self.postprocess_steps)
         self.tie_break = check_choice(tie_break, TIE_BREAKS, "tie_break")
+        for key, value in (("internal_batch_size", internal_batch_size),
+                           ("step_reference_size", step_reference_size),
+                           ("blur_kernel_size", blur_kernel_size)):  # fmt: skip
+            check_count(value, key, nullable=True)
+        if blur_sigma is not None and not float(blur_sigma) > 0:
+            raise ValueError(f"blur_sigma must be > 0 (or null), got {blur_sigma}")
         self.internal_batch_size = internal_batch_size
 
     def step(self, n_pixels: int) -> int:
@@ -148,6 +160,7 @@ class DeletionInsertion(EvalBenchmark):
                 ctx.model, base, substitute, rank, counts, t, self.output, ctx.meta.multilabel,
                 self.internal_batch_size,
             )  # fmt: skip
+            scores = mask_nonfinite(scores, nonfinite)
             aucs[curve] = trapezoid_auc(scores)
             points = {k: np.repeat(v, s) for k, v in context.items()}
             points.update(step=np.tile(np.arange(s), b), n_pixels=np.tile(counts.numpy(), b))
@@ -169,8 +182,12 @@ class DeletionInsertion(EvalBenchmark):
         """Per-image AUC rows and the mean curves (``mean_score`` per method, curve and step)."""
         points = rows[rows.metric == "score"]
         keys = [*METHOD_COLUMNS, "curve", "step", "n_pixels"]
-        mean = points.groupby(keys, sort=False).value.agg(["mean", "size"]).reset_index()
-        mean = mean.rename(columns={"mean": "value", "size": "n_images"})
+        grouped = points.assign(_bad=points[NONFINITE].fillna(0).astype(bool)).groupby(
+            keys, sort=False
+        )
+        mean = grouped.value.agg(["mean", "size"])
+        mean["mean"] = mean["mean"].where(~grouped["_bad"].any())  # never average a NaN map away
+        mean = mean.reset_index().rename(columns={"mean": "value", "size": "n_images"})
         return pd.concat([rows[rows.metric != "score"], mean.assign(metric="mean_score")])
 
     def summarize(self, rows: pd.DataFrame) -> dict[str, Any]:
@@ -179,8 +196,8 @@ class DeletionInsertion(EvalBenchmark):
         out: dict[str, Any] = {"blur": list(self.blur), "step_pixels": step,
                                "n_steps": math.ceil(n_pixels / step)}  # fmt: skip
         per_image = rows[rows.metric.isin(["deletion_auc", "insertion_auc", "overall"])]
-        for (method, metric), v in per_image.groupby(["method", "metric"]).value:
-            out[f"{method}/{metric}"] = float(v.mean())
+        for (method, metric), g in per_image.groupby(["method", "metric"]):
+            out[f"{method}/{metric}"] = flagged_mean(g.value, g[NONFINITE])
         flags = per_image[per_image.metric == "overall"].groupby("method").map_nonfinite.sum()
         out["nonfinite_maps"] = {k: int(n) for k, n in flags.items() if n > 0}
         return out

@@ -16,12 +16,16 @@ from collections.abc import Callable
 import pandas as pd
 import torch
 
-from xai_bench.engine.benchmark import Benchmark, Result
+from xai_bench.engine.batches import check_count
+from xai_bench.engine.benchmark import Benchmark, Result, report_nan
 from xai_bench.engine.context import RunContext
 from xai_bench.engine.jobs import build_explainers, tidy_table
 from xai_bench.methods.base import input_gradient
+from xai_bench.metrics.aggregate import nan_counts
 from xai_bench.utils.memory import peak_bytes, reset_peak
 from xai_bench.viz.efficiency import time_ratios
+
+INPUTS = ("data", "random")
 
 
 def measure(
@@ -63,9 +67,11 @@ class Efficiency(Benchmark):
         warmup: int = 1,
         inputs: str = "data",
     ) -> None:
-        self.batch_size = int(batch_size)
-        self.repeats = int(repeats)
-        self.warmup = int(warmup)
+        if inputs not in INPUTS:
+            raise ValueError(f"inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
+        self.batch_size = check_count(int(batch_size), "batch_size")
+        self.repeats = check_count(int(repeats), "repeats")
+        self.warmup = check_count(int(warmup), "warmup", low=0)
         self.inputs = inputs
 
     def _batch(self, ctx: RunContext) -> torch.Tensor:
@@ -116,4 +122,7 @@ class Efficiency(Benchmark):
         summary = {"device": str(ctx.device), "batch_size": n, "skipped": skipped,
                    "headline": dict(self.headline)}  # fmt: skip
         summary.update({f"time_ratio/{k}": v[0] / floor_s for k, v in timings.items()})
+        summary["nonfinite"] = report_nan(
+            self.name, nan_counts(pd.DataFrame(rows)), skipped, "undefined: zero memory floor"
+        )
         return Result(table, summary, [str(path)])

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xai_bench.engine.batches import check_count
 from xai_bench.engine.benchmark import Benchmark, Result
 from xai_bench.engine.context import RunContext
 from xai_bench.engine.fingerprint import fingerprint
@@ -29,6 +30,7 @@ from xai_bench.training.fit import METRICS_FILE, MODEL_FILE, fit_and_test
 from xai_bench.training.groupcam_augment import FINETUNE_RECIPE, GroupCAMAugment
 from xai_bench.training.lit import Classifier, accuracy
 from xai_bench.training.recipe import Recipe
+from xai_bench.utils.distributed import remove_tree
 from xai_bench.utils.errors import UserInputError
 from xai_bench.utils.hashing import state_hash
 from xai_bench.utils.io import atomic_write_json
@@ -98,6 +100,11 @@ class GroupCAMFinetune(Benchmark):
             raise UserInputError(
                 f"benchmark.recipe.max_epochs must be >= 1, got {self.recipe.max_epochs}"
             )
+        check_count(int(groups), "groups")
+        check_count(int(blur_kernel), "blur_kernel")
+        check_count(internal_batch_size, "internal_batch_size", nullable=True)
+        if not float(blur_sigma) > 0:
+            raise UserInputError(f"benchmark.blur_sigma must be > 0, got {blur_sigma}")
         self.groupcam = {
             "p": float(p),
             "groups": int(groups),
@@ -150,7 +157,10 @@ class GroupCAMFinetune(Benchmark):
         )
 
     def finetune(self, ctx: RunContext, variant: str, out_dir: Path) -> tuple[dict[str, Any], bool]:
-        """The variant's metrics, and whether a finished checkpoint was reused."""
+        """The variant's metrics, and whether a finished checkpoint was reused (a forced run
+        removes the variant's earlier checkpoints and trains it anew)."""
+        if ctx.force:
+            remove_tree(out_dir)
         if (out_dir / MODEL_FILE).is_file() and (out_dir / METRICS_FILE).is_file():
             return json.loads((out_dir / METRICS_FILE).read_text()), True
         atomic_write_json(out_dir / RECIPE_FILE, self.params(variant))

@@ -30,12 +30,14 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from xai_bench.engine.batches import BatchPlan, check_target
-from xai_bench.engine.benchmark import Benchmark, Result
+from xai_bench.data.base import check_split
+from xai_bench.engine.batches import BatchPlan, check_count, check_target
+from xai_bench.engine.benchmark import Benchmark, Result, report_nan
 from xai_bench.engine.context import RunContext
 from xai_bench.engine.jobs import chunk_store, tidy_table
 from xai_bench.methods.base import Explainer, MethodNotApplicableError
 from xai_bench.methods.spec import MethodSpec
+from xai_bench.metrics.aggregate import NONFINITE, nan_counts
 from xai_bench.metrics.invariance import (
     Shift,
     compare_explainers,
@@ -168,6 +170,10 @@ class InputInvariance(Benchmark):
         self.logit_tolerance = (
             LOGIT_TOLERANCE[dtype] if logit_tolerance is None else float(logit_tolerance)
         )
+        check_split(fit_split, "fit_split")
+        check_count(int(fit_batch_size), "fit_batch_size")
+        check_count(int(checker_cells), "checker_cells")
+        check_count(int(n_figure), "n_figure", low=0)
         self.noise, self.fit_split, self.fit_batch_size = noise, fit_split, int(fit_batch_size)
         self.n_figure = int(n_figure)
 
@@ -366,6 +372,11 @@ class InputInvariance(Benchmark):
         skipped = rows[rows.metric == "applicable"]
         summary = {"n_images": n_eval, **self.summarize(rows), "data_range": [lo, hi]}
         summary["skipped"] = dict(zip(skipped.method, skipped.note))
+        flagged = rows.assign(**{NONFINITE: rows.note.str.startswith("non-finite")})
+        counts = nan_counts(flagged[flagged.method != "model"])
+        summary["nonfinite"] = report_nan(
+            self.name, counts, summary["skipped"], "undefined: constant map (Pearson)"
+        )
         summary.update(chunks_loaded=len(store.loaded), chunks_computed=len(store.computed))
         summary["headline"] = dict(self.headline)
         x, labels = batches[0][0][: self.n_figure].cpu(), [e[0].label for e in entries]
@@ -381,16 +392,17 @@ class InputInvariance(Benchmark):
 
     def summarize(self, rows: pd.DataFrame) -> dict[str, Any]:
         """Invariant / not invariant method labels per shift, the twin checks and the crafted
-        shift's Pearson values, methods not applicable and methods with non-finite maps."""
+        shift's Pearson values and methods not applicable (the run adds ``nonfinite``: NaN
+        rows per method, e.g. all three of a (method, shift) with a non-finite map)."""
         summary: dict[str, Any] = {"dtype": self.dtype, "tolerance": self.tolerance}
         inv = rows[rows.metric == "invariant"]
         for shift, part in inv.groupby("shift", sort=False):
             summary[f"invariant/{shift}"] = list(part[part.value == 1].method)
-            summary[f"not_invariant/{shift}"] = list(part[part.value != 1].method)
+            # NaN (a non-finite map) is in neither list: see `nonfinite`
+            summary[f"not_invariant/{shift}"] = list(part[part.value == 0].method)
         for _, r in rows[rows.method == "model"].iterrows():
             summary[f"{r.metric}/{r['shift']}"] = float(r.value)
         for _, r in rows[rows.metric.str.startswith("pearson")].iterrows():
             summary[r.metric] = float(r.value)
         summary["not_applicable"] = sorted(set(rows[rows.metric == "applicable"].method))
-        summary["nonfinite"] = sorted(set(rows[rows.note.str.startswith("non-finite")].method))
         return summary

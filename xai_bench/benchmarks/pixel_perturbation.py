@@ -4,6 +4,10 @@ For each image, the ``k`` least salient pixels (all channels together) are repla
 and the target output is compared with the clean one: ``|y' - y| / |y|``, for several fractions
 ``k / N``. A faithful map puts unimportant pixels last, so lower is better. Defaults follow the
 spec's recommendation 5: per-image channel-mean fill, target logit, k in {0.1, 1, 3, 5, 10} %.
+
+An image whose map holds a NaN or an infinite value gets NaN in every row (flagged
+``map_nonfinite = 1``), and a method's mean over rows with such a row is NaN; rows undefined
+because ``y = 0`` are NaN too but left out of the means and counted in ``undefined_rows``.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xai_bench.engine.batches import BatchPlan, EvalBatch, check_target
+from xai_bench.engine.batches import BatchPlan, EvalBatch, check_count, check_target
 from xai_bench.engine.benchmark import EvalBenchmark
 from xai_bench.engine.context import RunContext
 from xai_bench.methods.base import Explainer
+from xai_bench.metrics.aggregate import NONFINITE, flagged_mean
 from xai_bench.metrics.perturbation import (
     FILLS,
     SCORES,
@@ -29,6 +34,7 @@ from xai_bench.metrics.perturbation import (
     fill_values,
     flat,
     fraction_counts,
+    mask_nonfinite,
     order_rank,
     perturbation_scores,
     pixel_order,
@@ -63,6 +69,7 @@ class PixelPerturbation(EvalBenchmark):
 
     name = "pixel_perturbation"
     headline = {"output_change": False, "auc": False}
+    nan_reason = "undefined: zero clean output |y|"
     runtime_params = ("internal_batch_size", "postprocess")
 
     def __init__(
@@ -91,9 +98,13 @@ class PixelPerturbation(EvalBenchmark):
         self.postprocess_steps = [s if isinstance(s, str) else dict(s) for s in postprocess]
         self.postprocess = Postprocess(self.postprocess_steps)
         self.tie_break = check_choice(tie_break, TIE_BREAKS, "tie_break")
-        self.blur_kernel_size = int(blur_kernel_size)
+        self.blur_kernel_size = check_count(int(blur_kernel_size), "blur_kernel_size")
         self.blur_sigma = float(blur_sigma)
-        self.internal_batch_size = internal_batch_size
+        if not float(blur_sigma) > 0:
+            raise ValueError(f"blur_sigma must be > 0, got {blur_sigma}")
+        self.internal_batch_size = check_count(
+            internal_batch_size, "internal_batch_size", nullable=True
+        )
 
     def score(self, ctx: RunContext, explainer: Explainer, batch: EvalBatch) -> pd.DataFrame:
         """Rows of one batch for one method: the change per (image, fraction) and its AUC."""
@@ -121,6 +132,7 @@ class PixelPerturbation(EvalBenchmark):
         auc = (
             trapezoid_auc(change, torch.tensor(self.fractions)) if len(counts) > 1 else change[:, 0]
         )
+        change, auc = mask_nonfinite(change, nonfinite), mask_nonfinite(auc, nonfinite)
         b, f = change.shape
         index = batch.sample["index"].numpy()
         context = {
@@ -147,12 +159,12 @@ class PixelPerturbation(EvalBenchmark):
     def summarize(self, rows: pd.DataFrame) -> dict[str, Any]:
         out: dict[str, Any] = {"fractions": self.fractions}
         changes = rows[rows.metric == "output_change"]
-        for (method, fraction), v in changes.groupby(["method", "fraction"]).value:
-            out[f"{method}/change@{fraction:g}"] = float(v.mean())
-        for method, v in rows[rows.metric == "auc"].groupby("method").value:
-            out[f"{method}/auc"] = float(v.mean())
-        undefined = changes[changes.value.isna()].groupby("method").size()
-        out["undefined_rows"] = {k: int(n) for k, n in undefined.items()}
+        for (method, fraction), g in changes.groupby(["method", "fraction"]):
+            out[f"{method}/change@{fraction:g}"] = flagged_mean(g.value, g[NONFINITE])
+        for method, g in rows[rows.metric == "auc"].groupby("method"):
+            out[f"{method}/auc"] = flagged_mean(g.value, g[NONFINITE])
+        undefined = changes[changes.value.isna() & ~changes[NONFINITE].astype(bool)]
+        out["undefined_rows"] = {k: int(n) for k, n in undefined.groupby("method").size().items()}
         nonfinite = rows[rows.metric == "auc"].groupby("method").map_nonfinite.sum()
         out["nonfinite_maps"] = {k: int(n) for k, n in nonfinite.items() if n > 0}
         return out

@@ -8,10 +8,15 @@ its boxes, or of its instance masks) lies at Euclidean distance ``< tolerance`` 
 Accuracy per class is ``hits / pairs``; the headline is the mean over the classes that have
 pairs. The restricted variant (POSAGG Tables 1 and 3) computes one map per image, for the
 model's top-scoring class, and scores its point against every class present.
+
+A map with a NaN or an infinite value has no point: its pairs get ``hit`` NaN (flagged
+``map_nonfinite = 1``), so the accuracy of their class, the method's accuracy and its hit rate
+are NaN, and the summary counts those pairs under ``nonfinite``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -29,6 +34,7 @@ from xai_bench.engine.benchmark import EvalBenchmark, Result
 from xai_bench.engine.context import RunContext
 from xai_bench.engine.jobs import Job, build_explainers, chunk_store, run_jobs
 from xai_bench.methods.spec import MethodSpec
+from xai_bench.metrics.aggregate import NONFINITE
 from xai_bench.metrics.pointing import (
     build_pairs,
     class_accuracies,
@@ -41,11 +47,13 @@ from xai_bench.utils.errors import UserInputError
 from xai_bench.utils.hashing import stable_hash
 from xai_bench.viz.pointing import accuracy_bars
 
+log = logging.getLogger(__name__)
+
 CENTER = "center"
 #: the centre baseline as a job of its own (never built into an explainer)
 CENTER_SPEC = MethodSpec(CENTER, CENTER, {}, {"name": CENTER, "point": "image centre"})
 GT_KINDS = ("boxes", "masks")
-PAIR_COLUMNS = ["index", "class", "hit", "degenerate", "u", "v"]
+PAIR_COLUMNS = ["index", "class", "hit", "degenerate", "u", "v", NONFINITE]
 
 Explain = Callable[[Tensor, Tensor], Tensor]
 
@@ -182,17 +190,20 @@ class PointingGame(EvalBenchmark):
             ]
             points = torch.cat([o[0] for o in out])
             degenerate = torch.cat([o[1] for o in out])
-        hits = pair_hits(points, pairs, sample, sizes, self.tolerance, self.gt)
+        nonfinite = points.isnan().any(1)  # a non-finite map: neither hit nor miss
+        hits = pair_hits(points.nan_to_num(0.0), pairs, sample, sizes, self.tolerance, self.gt)
+        hits = hits.double().masked_fill(nonfinite, float("nan"))
         index = torch.as_tensor(sample["index"]).reshape(-1)[pairs.image]
         cpu = points.cpu()
         return pd.DataFrame(
             {
                 "index": index.tolist(),
                 "class": pairs.cls.tolist(),
-                "hit": hits.long().cpu().tolist(),
+                "hit": hits.cpu().tolist(),
                 "degenerate": degenerate.long().cpu().tolist(),
                 "u": cpu[:, 0].tolist(),
                 "v": cpu[:, 1].tolist(),
+                NONFINITE: nonfinite.long().cpu().tolist(),
             }
         )
 
@@ -285,19 +296,37 @@ class PointingGame(EvalBenchmark):
             jobs.append(Job(spec, partial(self.score, ctx, explainer, smooth=smooth, flags=flags)))
         pairs = run_jobs(ctx, store, jobs, self.plan, self.name)
         n_images = len(self.plan.indices(ctx))
+        n_skipped = self.skipped_annotations(ctx)
         if jobs and not len(pairs):
-            raise ValueError(
+            raise UserInputError(
                 f"{self.name}: no (image, class) pairs to evaluate in {n_images} images of "
-                f"'{self.plan.split}' (all classes difficult or filtered out by subset_flags?)"
+                f"'{self.plan.split}' (all classes difficult or filtered out by subset_flags? "
+                f"{n_skipped} boxes/masks skipped as invalid)"
             )
         rows = self.accuracies(ctx, pairs, [job.spec for job in jobs])
         result = self.result(ctx, rows, skipped, store)
         result.summary["n_images"] = n_images
+        result.summary["skipped_annotations"] = n_skipped
         table = result.table
         for key, value in self._context().items():  # also on the `applicable = 0` rows
             table[key] = value
         table["class"] = table["class"].fillna("all") if "class" in table else "all"
         return result
+
+    def skipped_annotations(self, ctx: RunContext) -> int:
+        """Ground-truth boxes or masks of the evaluated images that the dataset left out
+        (inverted, outside the image or of zero area: they would be pairs that always miss);
+        a warning on the console gives their number."""
+        count = getattr(ctx.datamodule, "skipped_annotations", None)
+        n = 0 if count is None else int(count(self.plan.split, self.plan.indices(ctx)))
+        if n:
+            log.warning(
+                "%s: %d ground-truth boxes/masks of the %s images were skipped (inverted, "
+                "outside the image or of zero area; the log names them); see "
+                "skipped_annotations in the summary",
+                self.name, n, self.plan.split,
+            )  # fmt: skip
+        return n
 
     def _context(self) -> dict[str, Any]:
         variant = "restricted" if self.restricted else "standard"
@@ -315,11 +344,13 @@ class PointingGame(EvalBenchmark):
             df = pairs[pairs["method"] == spec.label] if len(pairs) else pairs
             if df.empty:
                 continue
-            hits = torch.tensor(df["hit"].to_numpy(dtype=np.int64))
+            hits = torch.tensor(df["hit"].to_numpy(dtype=np.float64))  # NaN: non-finite map
             classes = torch.tensor(df["class"].to_numpy(dtype=np.int64))
             _, counts, acc = class_accuracies(hits, classes, k)
             present = counts > 0
-            base = {**spec.identity, **self._context(), "class": "all", "n": len(df)}
+            n_bad = int(df[NONFINITE].fillna(0).sum()) if NONFINITE in df else 0
+            base = {**spec.identity, **self._context(), "class": "all", "n": len(df),
+                    "n_nonfinite": n_bad}  # fmt: skip
             degenerate = float(df["degenerate"].to_numpy(dtype=np.float64).mean())
             rows += [
                 {**base, "metric": "accuracy", "value": float(acc[present].mean())},
@@ -333,6 +364,15 @@ class PointingGame(EvalBenchmark):
                      "metric": "class_accuracy", "value": float(acc[c])}
                 )  # fmt: skip
         return pd.DataFrame(rows)
+
+    def nan_counts(self, rows: pd.DataFrame) -> dict[str, tuple[int, int, int]]:
+        """Per method: ``(pairs of non-finite maps, pairs, the same)`` (a pair is NaN only when
+        its map held a NaN or an infinite value)."""
+        part = rows[(rows["class"] == "all") & (rows.metric == "hit_rate")]
+        return {
+            str(m): (int(b), int(n), int(b))
+            for m, n, b in zip(part.method, part["n"], part["n_nonfinite"].fillna(0))
+        }
 
     def summarize(self, rows: pd.DataFrame) -> dict[str, Any]:
         overall = rows[rows["class"] == "all"]

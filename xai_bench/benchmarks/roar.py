@@ -7,6 +7,11 @@ fine-tuned from the model) and its accuracy on the modified test split is report
 method removes what the model needs, so accuracy falls faster than with random removal: lower
 is better. Every (method, fraction, seed) retraining is a resumable unit with Lightning
 checkpoints, so an interrupted sweep loses at most one epoch.
+
+A method whose cached maps hold a NaN or an infinite value for any image (of any split) has no
+defined removal order for that image: its retrains at fractions > 0 are not run, their rows
+are NaN (flagged ``map_nonfinite = 1``), so are its curve points and ``roar_auc``, and the
+summary counts the images per split under ``nonfinite_maps``.
 """
 
 from __future__ import annotations
@@ -22,13 +27,14 @@ import torch
 
 from xai_bench.data.base import SPLITS, ImageDataModule, collate_samples
 from xai_bench.data.roar import RemovedDataset, RoarDataModule, roar_augmentation
-from xai_bench.engine.batches import check_target
-from xai_bench.engine.benchmark import Benchmark, Result
+from xai_bench.engine.batches import check_count, check_target
+from xai_bench.engine.benchmark import Benchmark, Result, report_nan
 from xai_bench.engine.context import RunContext
 from xai_bench.engine.fingerprint import fingerprint
 from xai_bench.engine.jobs import chunk_store, tidy_table
 from xai_bench.methods.base import Explainer, MethodNotApplicableError
 from xai_bench.methods.spec import MethodSpec
+from xai_bench.metrics.aggregate import NONFINITE, nan_counts
 from xai_bench.metrics.perturbation import check_choice, saliency_2d
 from xai_bench.metrics.postprocess import Postprocess
 from xai_bench.metrics.removal import RANKINGS, ROAR_FILLS
@@ -42,7 +48,9 @@ from xai_bench.utils.io import atomic_write_json
 from xai_bench.viz.roar import roar_curves
 
 INITS = ("scratch", "finetune")
-RESULT_METRICS = ("test_acc", "val_acc", "train_seconds", "epochs", "resumed_from")
+RESULT_METRICS = (
+    "test_acc", "val_acc", "train_seconds", "epochs", "resumed_from", "resumed_from_step",
+)  # fmt: skip
 CLEAN = "clean"  # the key prefix of the shared fraction-0 retrains
 
 
@@ -93,6 +101,8 @@ class ROAR(Benchmark):
         if not self.fractions or any(not 0.0 <= f < 1.0 for f in self.fractions):
             raise ValueError(f"fractions must lie in [0, 1), got {self.fractions}")
         self.seeds = [int(s) for s in seeds]
+        if not self.seeds:
+            raise ValueError("seeds must list at least one retraining seed, got []")
         self.ranking = check_choice(ranking, RANKINGS, "ranking")
         self.post_steps = [_plain(s) for s in postprocess]
         self.postprocess = Postprocess(self.post_steps)
@@ -101,7 +111,10 @@ class ROAR(Benchmark):
         self.init = check_choice(init, INITS, "init")
         self.recipe = Recipe.from_mapping(recipe, name="benchmark.recipe")
         self.train_limit = None if train_limit is None else int(train_limit)
-        self.attribution_batch_size = int(attribution_batch_size)
+        check_count(self.train_limit, "train_limit", nullable=True)
+        self.attribution_batch_size = check_count(
+            int(attribution_batch_size), "attribution_batch_size"
+        )
         self.dtype = dtype
         self.progress = bool(progress)
 
@@ -155,7 +168,7 @@ class ROAR(Benchmark):
             ds = dm.dataset(split)
             key = {"key": self.cache_key(ctx, weights, spec, split), "split": split,
                    "method_config": spec.config_name, "method_hash": spec.hash}  # fmt: skip
-            cache = AttributionCache(ctx.attribution_dir, key, self.dtype)
+            cache = AttributionCache(ctx.attribution_dir, key, self.dtype, force=ctx.force)
 
             def compute(idx: list[int], ds: Any = ds) -> torch.Tensor:
                 return self.maps(ctx, explainer, [ds[i] for i in idx])
@@ -198,7 +211,7 @@ class ROAR(Benchmark):
             self.progress, ctx.checkpoint_every_n_steps,
         )  # fmt: skip
         return pd.DataFrame(
-            [{"metric": m, "value": float(metrics[m])} for m in RESULT_METRICS]
+            [{"metric": m, "value": float(metrics.get(m, 0))} for m in RESULT_METRICS]
         ).assign(fraction=fraction, retrain_seed=seed)
 
     def unit_key(self, spec: MethodSpec, fraction: float, seed: int) -> str:
@@ -213,7 +226,7 @@ class ROAR(Benchmark):
         store = chunk_store(ctx, self.name, self.params())
         base_acc = clean_accuracy(ctx, ctx.datamodule)
         weights = state_hash(ctx.model)
-        parts, skipped = [], {}
+        parts, skipped, nonfinite = [], {}, {}
         for spec in ctx.methods:
             try:
                 explainer = ctx.explainer(spec)
@@ -223,17 +236,28 @@ class ROAR(Benchmark):
             maps = None
             if any(f > 0 for f in self.fractions):
                 maps = self.saliency(ctx, weights, spec, explainer)
+                bad = nonfinite_images(maps)
+                if any(bad.values()):
+                    nonfinite[spec.label] = bad
             del explainer
             for fraction in self.fractions:
                 for seed in self.seeds:
+                    if fraction > 0 and spec.label in nonfinite:  # no defined removal order
+                        parts.append(undefined_rows(fraction, seed).assign(**spec.identity))
+                        continue
                     key = self.unit_key(spec, fraction, seed)
                     out_dir = store.root / "retrain" / safe_key(key)
                     job = partial(self.retrain, ctx, maps, fraction, seed, out_dir)
                     parts.append(store.cached(key, job).assign(**spec.identity))
         rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         rows = pd.concat([rows, auc_rows(rows)], ignore_index=True)
+        if nonfinite:
+            bad = rows.method.isin(list(nonfinite)) & rows.value.isna()
+            rows[NONFINITE] = bad.astype(int)
         table = tidy_table(ctx, self.name, rows, skipped)
         summary = self.summary(table, base_acc, skipped, store)
+        summary["nonfinite"] = report_nan(self.name, nan_counts(rows), skipped)
+        summary["nonfinite_maps"] = nonfinite
         figures = []
         if len(summary["curves"]):
             path = ctx.run_dir / f"{self.name}.png"
@@ -287,6 +311,25 @@ def _auc(rows: pd.DataFrame) -> float:
     if len(x) < 2:
         return float(y.mean())
     return float(np.trapezoid(y, x) / (x[-1] - x[0]))
+
+
+def nonfinite_images(maps: Mapping[str, np.ndarray], block: int = 256) -> dict[str, int]:
+    """Per split, the images whose cached map holds a non-finite value (read ``block`` maps
+    at a time from the memory maps; a NaN of a raw map is cached as ``-inf``)."""
+    out = {}
+    for split, m in maps.items():
+        n = 0
+        for lo in range(0, len(m), block):
+            part = np.asarray(m[lo : lo + block]).reshape(min(block, len(m) - lo), -1)
+            n += int((~np.isfinite(part)).any(1).sum())
+        out[split] = n
+    return out
+
+
+def undefined_rows(fraction: float, seed: int) -> pd.DataFrame:
+    """The NaN rows of a retrain that is not run (a method with non-finite maps)."""
+    rows = [{"metric": m, "value": np.nan} for m in RESULT_METRICS]
+    return pd.DataFrame(rows).assign(fraction=fraction, retrain_seed=seed)
 
 
 def _no_maps(dm: ImageDataModule, split: str) -> np.ndarray:

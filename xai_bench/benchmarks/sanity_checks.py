@@ -18,6 +18,10 @@ Metrics (per image; rows per method, stage, image and metric):
 
 The ``original`` stage compares a second call on the trained model with the reference maps,
 so it is 1 for deterministic methods by computation, not by definition.
+
+A map with a NaN or an infinite value (at the stage or in the reference) gives NaN in every
+metric, its rows are flagged ``map_nonfinite = 1``, and the mean of each (method, stage,
+metric) group with such a row is NaN (:func:`~xai_bench.metrics.aggregate.aggregate`).
 """
 
 from __future__ import annotations
@@ -32,14 +36,15 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from xai_bench.engine.batches import BatchPlan, EvalBatch
+from xai_bench.engine.batches import BatchPlan, EvalBatch, check_count
 from xai_bench.engine.benchmark import EvalBenchmark, Result
 from xai_bench.engine.context import RunContext
 from xai_bench.engine.jobs import Job, build_explainers, chunk_store, run_jobs
 from xai_bench.methods.base import Explainer
 from xai_bench.methods.spec import MethodSpec
 from xai_bench.metrics import similarity as sim
-from xai_bench.metrics.aggregate import aggregate, check_constant_maps
+from xai_bench.metrics.aggregate import NONFINITE, aggregate, check_constant_maps
+from xai_bench.metrics.postprocess import nonfinite_maps
 from xai_bench.models.randomize import randomized_copy
 from xai_bench.viz.sanity import stage_curves
 
@@ -130,10 +135,12 @@ class SanityChecks(EvalBenchmark):
         metrics: names from :data:`METRICS`.
         blocks: blocks in cascading order; ``None`` = the model's ``blocks`` (ModelMeta).
         constant_maps: ``define`` (Spearman 1 for two constant maps, 0 for one) or ``nan``
-            (SciPy's NaN; NaNs are left out of means and counted as ``n_nan``).
+            (SciPy's NaN; NaNs are left out of means and counted as ``n_nan``). Maps with a
+            NaN or an infinite value are NaN either way and make their group's mean NaN.
     """
 
     name = "sanity_checks"
+    nan_reason = "undefined: constant maps (constant_maps=nan)"
     headline = {"spearman_abs": False, "spearman_signed": False, "ssim": False,
                 "hog_spearman": False}  # fmt: skip
 
@@ -164,9 +171,11 @@ class SanityChecks(EvalBenchmark):
         n = None if n_images is None else int(n_images)
         # the batches' own target is the trained model's argmax; each stage picks its own
         self.plan = BatchPlan(split, n, int(batch_size), "predicted")
+        if not float(std) > 0 or float(std) == float("inf"):
+            raise ValueError(f"std must be a finite number > 0, got {std}")
         self.mode, self.init, self.std = mode, init, float(std)
         self.target = target
-        self.hog_cell = int(hog_cell)
+        self.hog_cell = check_count(int(hog_cell), "hog_cell")
         self.metrics = list(metrics)
         self.blocks = None if blocks is None else list(blocks)
         self.constant_maps = check_constant_maps(constant_maps)
@@ -235,13 +244,19 @@ class SanityChecks(EvalBenchmark):
         """Rows of one batch: each metric between a stage's views and the reference views."""
         context = {"mode": self.mode, "init": self.init}
         images, targets = batch.sample["index"].tolist(), target.tolist()
+        # views of a map with a non-finite value are all NaN (a NaN map is no constant map)
+        bad = torch.zeros(len(images), dtype=torch.bool)
+        for v in (*views.values(), *ref.values()):
+            bad |= nonfinite_maps(v).cpu()
+        flags = bad.long().tolist()
         rows = []
         for metric in self.metrics:
             values = compare(views, ref, metric, self.constant_maps == "define").tolist()
-            for image, t, value in zip(images, targets, values, strict=True):
+            for image, t, value, flag in zip(images, targets, values, flags, strict=True):
                 rows.append(
-                    {**context, "image": image, "target": t, "metric": metric, "value": value}
-                )
+                    {**context, "image": image, "target": t, "metric": metric, "value": value,
+                     NONFINITE: flag}
+                )  # fmt: skip
         return pd.DataFrame(rows)
 
     def score(self, ctx: RunContext, explainer: Explainer, batch: EvalBatch) -> pd.DataFrame:

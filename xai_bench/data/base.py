@@ -9,15 +9,22 @@ float multi-hot ``[K]``), ``index`` (int) and, where the dataset has them, ``box
 
 from __future__ import annotations
 
+import logging
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from xai_bench.utils.errors import CorruptFileError, UserInputError
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 STACKED = ("image", "label", "index")
@@ -25,6 +32,13 @@ STACKED = ("image", "label", "index")
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset is not on disk; the message names the expected path and layout."""
+
+
+def check_split(split: str, key: str = "split") -> str:
+    """``split`` if it is one of :data:`SPLITS`, else a ``ValueError`` naming ``key``."""
+    if split not in SPLITS:
+        raise ValueError(f"{key} must be one of {', '.join(SPLITS)}, got {split!r}")
+    return split
 
 
 def require(path: Path, dataset: str, layout: str) -> Path:
@@ -37,6 +51,60 @@ def require(path: Path, dataset: str, layout: str) -> Path:
             "or set dataset.datamodule.download=true where the dataset can be downloaded."
         )
     return path
+
+
+def open_image(path: str | Path) -> Any:
+    """An image file as an RGB PIL image; a truncated or corrupt file raises
+    :class:`~xai_bench.utils.errors.CorruptFileError` naming it (PIL's own error does not)."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except (OSError, SyntaxError, ValueError) as err:  # PIL: OSError, UnidentifiedImageError
+        raise CorruptFileError(
+            f"image file {path} cannot be read ({type(err).__name__}: {err}): it is truncated "
+            "or corrupt; replace it with an intact copy (or remove it and its annotation)"
+        ) from None
+
+
+def box_problem(box: Sequence[float], height: int, width: int) -> str | None:
+    """Why a ground-truth box ``x0, y0, x1, y1`` (x1/y1 exclusive, original pixels) cannot be
+    scored, or ``None``: an inverted or empty box, or one entirely outside the image, would be
+    a pointing-game pair that always misses. A box that overlaps the image is kept (the hit
+    test clips it)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        return "non-finite coordinates"
+    if x1 <= x0 or y1 <= y0:
+        return "inverted or zero-area box"
+    if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+        return f"box outside the {width}x{height} image"
+    return None
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def warn_skipped(source: str, what: str, problem: str) -> None:
+    """Log once per process that an annotation of ``source`` is skipped, and why."""
+    if (source, what) not in _WARNED:
+        _WARNED.add((source, what))
+        log.warning("skipped %s of %s: %s", what, source, problem)
+
+
+def unwrap(ds: Dataset, indices: Sequence[int]) -> tuple[Dataset, list[int]]:
+    """The innermost dataset behind ``Subset`` and :class:`MappedDataset` layers, and the
+    indices in it of the samples ``indices`` of ``ds``."""
+    idx = [int(i) for i in indices]
+    while True:
+        if isinstance(ds, Subset):
+            idx = [int(ds.indices[i]) for i in idx]
+            ds = ds.dataset
+        elif isinstance(ds, MappedDataset):
+            ds = ds.base
+        else:
+            return ds, idx
 
 
 def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -86,7 +154,11 @@ class EpochShuffle(Sampler[int]):
     """A random order of ``range(n)`` that depends only on ``(seed, epoch)``.
 
     Lightning calls :meth:`set_epoch` before every epoch, so a resumed training run draws the
-    same batches as an uninterrupted one, whatever happened to the global random state.
+    same batches as an uninterrupted one, whatever happened to the global random state. In a
+    data-parallel run (a process group is running) rank ``r`` of ``W`` takes positions
+    ``r, r + W, ...`` of the order, padded to a multiple of ``W`` as ``DistributedSampler``
+    does; the trainer must then not add its own sampler (``use_distributed_sampler=False``).
+    A :class:`ResumePoint` skips the samples this rank already trained on.
     """
 
     def __init__(self, n: int, seed: int = 0, resume: ResumePoint | None = None) -> None:
@@ -98,12 +170,22 @@ class EpochShuffle(Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    @staticmethod
+    def _world() -> tuple[int, int]:
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
     def __len__(self) -> int:
-        return self.n
+        return -(-self.n // self._world()[1])
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.n, generator=g).tolist()
+        rank, world = self._world()
+        if world > 1:
+            padded = order + order[: len(self) * world - self.n]
+            order = padded[rank::world]
         skip = self.resume.take(self.epoch) if self.resume is not None else 0
         return iter(order[skip:])
 
@@ -170,6 +252,14 @@ class ImageDataModule(pl.LightningDataModule, ABC):
         self.download = bool(download)
         self._cache: dict[str, Dataset] = {}
 
+    #: the dataset's folder under ``root`` (real datasets); its file list keys cached results
+    source_dir: ClassVar[str | None] = None
+
+    def sources(self) -> list[Path]:
+        """The files and folders the data is read from: their file lists, sizes and mtimes key
+        every cached result (none for data made in the process)."""
+        return [] if self.source_dir is None else [self.root / self.source_dir]
+
     @property
     def class_names(self) -> list[str] | None:
         """Human-readable class names in label order, where the dataset defines them."""
@@ -193,10 +283,26 @@ class ImageDataModule(pl.LightningDataModule, ABC):
         return self._cache[split]
 
     def setup(self, stage: str | None = None) -> None:
-        """Build the splits a Lightning stage needs (fails early if files are missing)."""
+        """Build the splits a Lightning stage needs (fails early if files are missing, or if
+        training would have no train or no val image)."""
         needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
         for split in needed.get(stage or "", SPLITS):
             self.dataset(split)
+        if stage == "fit":
+            self.check_fit_splits()
+
+    def check_fit_splits(self) -> None:
+        """Training needs at least one train and one val image."""
+        counts = {s: len(self.dataset(s)) for s in ("train", "val")}  # type: ignore[arg-type]
+        if min(counts.values()) < 1:
+            source = getattr(self, "source_dir", None)
+            where = self.root / source if source else self.root
+            raise UserInputError(
+                f"{type(self).__name__} at {where}: training needs at least 1 train and 1 val "
+                f"image, the data gives {counts['train']} train and {counts['val']} val "
+                f"(val_fraction={self.val_fraction}, limit={self.limit}); add images or "
+                "change val_fraction (a seeded split holds out round(n x val_fraction) for val)"
+            )
 
     def dataloader(
         self, split: str, shuffle: bool = False, batch_size: int | None = None
@@ -227,6 +333,14 @@ class ImageDataModule(pl.LightningDataModule, ABC):
 
     def test_dataloader(self) -> DataLoader:
         return self.dataloader("test")
+
+    def skipped_annotations(self, split: str, indices: Sequence[int]) -> int:
+        """Ground-truth boxes or masks of the samples ``indices`` of ``split`` that the samples
+        leave out (inverted, outside the image or of zero area; see :func:`box_problem`), as
+        counted by the underlying dataset's ``skipped_annotations(index)`` (0 without one)."""
+        base, idx = unwrap(self.dataset(split), indices)
+        count = getattr(base, "skipped_annotations", None)
+        return 0 if count is None else sum(int(count(i)) for i in idx)
 
     def normalize(self, x: Tensor) -> Tensor:
         """[0, 1] images ``[B, C, H, W]`` -> model inputs."""

@@ -9,7 +9,13 @@ from torch.utils.data import ConcatDataset, Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import find_classes
 
-from xai_bench.data.base import ImageDataModule, MappedDataset, classification_sample, require
+from xai_bench.data.base import (
+    ImageDataModule,
+    MappedDataset,
+    classification_sample,
+    open_image,
+    require,
+)
 from xai_bench.data.transforms import eval_transform, train_transform
 
 LAYOUT = """{root}/
@@ -28,12 +34,14 @@ class BirdsDataModule(ImageDataModule):
     splits would disagree; this is checked against ``train`` too when it is present.
     """
 
+    source_dir = "birds250"
+
     def build_split(self, split: str) -> Dataset:
         base = self.root / "birds250"
         layout = LAYOUT.format(root=self.root)
         for name in FOLDERS[split]:
             require(base / name, "birds250", layout)
-        parts = [ImageFolder(str(base / name)) for name in FOLDERS[split]]
+        parts = [ImageFolder(str(base / name), loader=open_image) for name in FOLDERS[split]]
         ref_name = "train" if (base / "train").is_dir() else FOLDERS[split][0]
         reference = find_classes(base / ref_name)[1]
         for name, part in zip(FOLDERS[split], parts):

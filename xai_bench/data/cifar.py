@@ -81,6 +81,9 @@ class CIFARDataModule(ImageDataModule):
             raise ValueError(f"unknown CIFAR variant '{variant}' (one of {sorted(VARIANTS)})")
         self.variant = variant
 
+    def sources(self) -> list[Path]:
+        return [self.root / VARIANTS[self.variant].base_folder]
+
     def build_split(self, split: str) -> Dataset:
         cls = VARIANTS[self.variant]
         if not self.download:

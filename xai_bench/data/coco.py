@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,15 @@ import torch
 from torch.utils.data import Dataset, Subset
 from torchvision.datasets import CocoDetection
 
-from xai_bench.data.base import ImageDataModule, MappedDataset, require, seeded_split
+from xai_bench.data.base import (
+    ImageDataModule,
+    MappedDataset,
+    box_problem,
+    open_image,
+    require,
+    seeded_split,
+    warn_skipped,
+)
 from xai_bench.data.transforms import eval_transform, train_transform
 
 LAYOUT = """{root}/
@@ -31,7 +40,10 @@ class CocoInstances(CocoDetection):
     """:class:`~torchvision.datasets.CocoDetection` without crowd annotations or empty images.
 
     Targets are the non-crowd annotations, each with its ``mask`` (``annToMask``, original
-    resolution) and ``class_index`` (contiguous index in sorted category-id order).
+    resolution) and ``class_index`` (contiguous index in sorted category-id order). An
+    annotation whose box has zero area or lies outside the image, or whose mask is empty, is
+    left out with a warning (:meth:`skipped_annotations` counts them). A corrupt image file is
+    named (:func:`~xai_bench.data.base.open_image`).
     """
 
     def __init__(self, root: str, ann_file: str) -> None:
@@ -44,11 +56,35 @@ class CocoInstances(CocoDetection):
         anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id))
         return [a for a in anns if not a.get("iscrowd", 0)]
 
+    def _load_image(self, id: int) -> Any:
+        return open_image(os.path.join(self.root, self.coco.loadImgs(id)[0]["file_name"]))
+
+    def _scored(self, id: int) -> tuple[list[dict[str, Any]], int]:
+        """The annotations of image ``id`` that can be scored, with their masks, and the
+        number left out."""
+        info = self.coco.loadImgs(id)[0]
+        h, w = int(info["height"]), int(info["width"])
+        kept, skipped = [], 0
+        for a in self._annotations(id):
+            x, y, bw, bh = (float(v) for v in a["bbox"])
+            problem = box_problem([x, y, x + bw, y + bh], h, w)
+            mask = self.coco.annToMask(a) if problem is None else None
+            if mask is not None and not mask.any():
+                problem = "empty mask (zero area)"
+            if problem is not None:
+                source = os.path.join(self.root, str(info.get("file_name", id)))
+                warn_skipped(source, f"annotation {a.get('id')}", problem)
+                skipped += 1
+                continue
+            kept.append({**a, "mask": mask, "class_index": self.cat_index[a["category_id"]]})
+        return kept, skipped
+
     def _load_target(self, id: int) -> list[dict[str, Any]]:
-        return [
-            {**a, "mask": self.coco.annToMask(a), "class_index": self.cat_index[a["category_id"]]}
-            for a in self._annotations(id)
-        ]
+        return self._scored(id)[0]
+
+    def skipped_annotations(self, index: int) -> int:
+        """Annotations of sample ``index`` that its target leaves out."""
+        return self._scored(self.ids[index])[1]
 
 
 def coco_sample(
@@ -81,6 +117,8 @@ class COCO2017DataModule(ImageDataModule):
     ``image_size`` (no crop) so boxes and masks map back by scaling. ``download`` is not
     supported (COCO is not in torchvision's downloaders).
     """
+
+    source_dir = "coco2017"
 
     def _files(self, part: str) -> tuple[Path, Path]:
         base = self.root / "coco2017"

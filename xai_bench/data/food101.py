@@ -11,6 +11,7 @@ from xai_bench.data.base import (
     ImageDataModule,
     MappedDataset,
     classification_sample,
+    open_image,
     require,
     seeded_split,
 )
@@ -31,13 +32,15 @@ class Food101DataModule(ImageDataModule):
     Classes are indexed in sorted order of the meta json keys (torchvision's convention).
     """
 
+    source_dir = "food-101"
+
     def build_split(self, split: str) -> Dataset:
         tv_split = "test" if split == "test" else "train"
         if not self.download:
             layout = LAYOUT.format(root=self.root)
             require(self.root / "food-101" / "images", "food101", layout)
             require(self.root / "food-101" / "meta" / f"{tv_split}.json", "food101", layout)
-        base = Food101(str(self.root), split=tv_split, download=self.download)
+        base = Food101(str(self.root), split=tv_split, download=self.download, loader=open_image)
         if split == "train" and self.augment:
             tf = train_transform(self.image_size, self.mean, self.std)
         else:

@@ -11,6 +11,7 @@ from xai_bench.data.base import (
     ImageDataModule,
     MappedDataset,
     classification_sample,
+    open_image,
     require,
     seeded_split,
 )
@@ -29,12 +30,14 @@ class ImageNetDataModule(ImageDataModule):
     Without a train folder, ``val`` is the official val folder too.
     """
 
+    source_dir = "imagenet"
+
     def build_split(self, split: str) -> Dataset:
         base = self.root / "imagenet"
         layout = LAYOUT.format(root=self.root)
         use_train = split == "train" or (split == "val" and (base / "train").is_dir())
         folder = require(base / ("train" if use_train else "val"), "imagenet", layout)
-        data: Dataset = ImageFolder(str(folder))
+        data: Dataset = ImageFolder(str(folder), loader=open_image)
         if split == "train" and self.augment:
             tf = train_transform(self.image_size, self.mean, self.std)
         else:

@@ -31,6 +31,8 @@ class MNISTDataModule(ImageDataModule):
     the shared training augmentation flips images, which digits are not invariant to.
     """
 
+    source_dir = "MNIST"
+
     def build_split(self, split: str) -> Dataset:
         if not self.download:
             require(self.root / "MNIST" / "raw", "mnist", LAYOUT.format(root=self.root))

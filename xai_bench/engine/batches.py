@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from xai_bench.data.base import collate_samples
+from xai_bench.data.base import check_split, collate_samples
 from xai_bench.engine.context import RunContext
 
 TARGETS = ("predicted", "label")
@@ -39,6 +39,17 @@ def check_target(target: str) -> str:
     return target
 
 
+def check_count(value: Any, key: str, low: int = 1, nullable: bool = False) -> Any:
+    """``value`` if it is an integer >= ``low`` (or ``None`` where ``nullable``), else raise a
+    ``ValueError`` that names ``key`` and what is allowed."""
+    if value is None and nullable:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        allowed = f"an integer >= {low}" + (" (or null: all)" if nullable else "")
+        raise ValueError(f"{key} must be {allowed}, got {value!r}")
+    return value
+
+
 def subset_indices(n_total: int, n_images: int | None, seed: int) -> list[int]:
     """A seeded random subset of ``n_images`` indices (all when ``None`` or too many), sorted."""
     if n_images is None or n_images >= n_total:
@@ -59,6 +70,14 @@ class BatchPlan:
     n_images: int | None = None
     batch_size: int = 32
     target: str = "predicted"
+
+    def __post_init__(self) -> None:
+        """Refuse values that would evaluate no image, or the wrong ones (a negative count
+        would slice the subset from its end)."""
+        check_split(self.split)
+        check_count(self.n_images, "n_images", nullable=True)
+        check_count(self.batch_size, "batch_size")
+        check_target(self.target)
 
     def indices(self, ctx: RunContext) -> list[int]:
         ds = ctx.datamodule.dataset(self.split)

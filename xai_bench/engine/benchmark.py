@@ -10,6 +10,7 @@ and targets, resumable chunks, the data-parallel split and progress reporting.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,13 @@ from xai_bench.engine.batches import BatchPlan, EvalBatch
 from xai_bench.engine.context import RunContext
 from xai_bench.engine.jobs import Job, build_explainers, chunk_store, run_jobs, tidy_table
 from xai_bench.methods.base import Explainer
+from xai_bench.metrics.aggregate import nan_counts
 from xai_bench.results.partial import PartialStore
+
+log = logging.getLogger(__name__)
+
+#: what a NaN that does not come from a non-finite map means, for the console warning
+UNDEFINED = "undefined"
 
 
 @dataclass
@@ -65,6 +72,8 @@ class EvalBenchmark(Benchmark):
     plan: BatchPlan
     #: attributes that do not change the numbers (left out of the chunk fingerprint)
     runtime_params: ClassVar[tuple[str, ...]] = ("internal_batch_size",)
+    #: what a NaN result of a finite map means (named in the console warning)
+    nan_reason: ClassVar[str] = UNDEFINED
 
     def params(self) -> dict[str, Any]:
         """Everything that changes the numbers: keys the resumable chunks."""
@@ -92,6 +101,13 @@ class EvalBenchmark(Benchmark):
         """The rows kept in ``results.csv`` (default: all; e.g. curves may be averaged)."""
         return rows
 
+    def nan_counts(self, rows: pd.DataFrame) -> dict[str, tuple[int, int, int]]:
+        """Per method label: ``(NaN results, results, NaN results of non-finite maps)``
+        (default: the rows whose ``value`` is NaN, and of those the rows flagged
+        ``map_nonfinite``); :meth:`result` puts the first in ``summary["nonfinite"]`` and warns
+        (:func:`report_nan`)."""
+        return nan_counts(rows)
+
     def run(self, ctx: RunContext) -> Result:
         self.check(ctx)
         store = chunk_store(ctx, self.name, self.params())
@@ -108,7 +124,9 @@ class EvalBenchmark(Benchmark):
         summary: dict[str, Any] = {"n_images": n_images(rows)}
         if len(rows):
             summary.update(self.summarize(rows))
+        counts = self.nan_counts(rows) if len(rows) else {}
         summary.update(
+            nonfinite=report_nan(self.name, counts, skipped, self.nan_reason),
             skipped=dict(skipped),
             chunks_loaded=len(store.loaded),
             chunks_computed=len(store.computed),
@@ -116,6 +134,37 @@ class EvalBenchmark(Benchmark):
         )
         figures = [] if rows.empty else [str(p) for p in self.draw(rows, ctx.run_dir)]
         return Result(table, summary, figures)
+
+
+def report_nan(
+    name: str,
+    counts: Mapping[str, tuple[int, int, int]],
+    skipped: Mapping[str, str] | None = None,
+    reason: str = UNDEFINED,
+) -> dict[str, int]:
+    """Warn once per method with NaN results or skipped, and return the summary's
+    ``nonfinite`` entry: ``{label: NaN results}`` for the methods that have any.
+
+    Args:
+        name: the benchmark (prefixes each line).
+        counts: per label ``(NaN results, results, NaN results of non-finite maps)``.
+        skipped: labels of methods that do not fit the model, with the reason.
+        reason: what a NaN of a finite map means (e.g. ``constant maps``).
+
+    Lines read ``<benchmark>: <label>: 12 of 96 results are NaN (12 of non-finite saliency
+    maps)`` and ``<benchmark>: <label>: skipped (<reason>)``.
+    """
+    out = {}
+    for label, (n_nan, n, n_maps) in counts.items():
+        if not n_nan:
+            continue
+        out[label] = int(n_nan)
+        why = [f"{n_maps} of non-finite saliency maps"] if n_maps else []
+        why += [f"{n_nan - n_maps} {reason}"] if n_nan > n_maps else []
+        log.warning("%s: %s: %d of %d results are NaN (%s)", name, label, n_nan, n, ", ".join(why))
+    for label, why in (skipped or {}).items():
+        log.warning("%s: %s: skipped (%s)", name, label, why)
+    return out
 
 
 def n_images(rows: pd.DataFrame) -> int:

@@ -34,7 +34,7 @@ class ModelTrainer(Protocol):
 
     checkpoint_dir: Path
 
-    def train(self, progress: bool = True) -> dict[str, float]: ...
+    def train(self, progress: bool = True, fresh: bool = False) -> dict[str, float]: ...
 
     def trained_metrics(self) -> dict[str, float] | None: ...
 
@@ -66,6 +66,8 @@ class RunContext:
         trainer: trains the model into its checkpoint (the ``train`` task only).
         checkpoint_every_n_steps: training paths (ROAR retrains, fine-tuning) also write their
             resumable ``last.ckpt`` every this many optimizer steps (0: after every epoch only).
+        force: recompute everything of this run (chunks, attribution maps, retrains and
+            fine-tunes) instead of reusing what an earlier run stored.
     """
 
     run_dir: Path
@@ -83,6 +85,7 @@ class RunContext:
     attribution_dir: Path | None = None
     trainer: ModelTrainer | None = None
     checkpoint_every_n_steps: int = 0
+    force: bool = False
 
     @classmethod
     def create(

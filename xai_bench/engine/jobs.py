@@ -49,8 +49,10 @@ class Job:
 
 
 def chunk_store(ctx: RunContext, benchmark: str, params: Mapping[str, Any]) -> PartialStore:
-    """The resumable chunk store of a benchmark run, keyed by :func:`fingerprint`."""
-    return PartialStore(ctx.run_dir, fingerprint(ctx, benchmark=benchmark, params=dict(params)))
+    """The resumable chunk store of a benchmark run, keyed by :func:`fingerprint` (emptied first
+    when the run is forced)."""
+    key = fingerprint(ctx, benchmark=benchmark, params=dict(params))
+    return PartialStore(ctx.run_dir, key, force=ctx.force)
 
 
 def build_explainers(

@@ -58,9 +58,10 @@ def compare_explainers(
     """Maps of ``e1`` on ``x`` and ``e2`` on ``x + m2`` over all ``(x, target)`` batches.
 
     Returns:
-        ``max_abs_diff`` and ``rel_diff`` (largest over the images, NaN when a map has a
-        non-finite value), ``invariant`` (1 when ``rel_diff <= tolerance``); a note on
-        non-finite maps (or ``""``); the two maps of the first batch, on the CPU.
+        ``max_abs_diff``, ``rel_diff`` (largest over the images) and ``invariant`` (1 when
+        ``rel_diff <= tolerance``), all three NaN when a map of any image has a non-finite
+        value; a note on non-finite maps (or ``""``); the two maps of the first batch, on the
+        CPU.
     """
     diffs, rels, shown = [], [], None
     for x, t in batches:
@@ -75,7 +76,7 @@ def compare_explainers(
     values = {
         "max_abs_diff": math.nan if bad else float(d.max()),
         "rel_diff": math.nan if bad else float(r.max()),
-        "invariant": float(not bad and float(r.max()) <= tolerance),
+        "invariant": math.nan if bad else float(float(r.max()) <= tolerance),
     }
     return values, f"non-finite maps for {bad} images" if bad else "", shown
 

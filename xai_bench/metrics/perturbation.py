@@ -40,8 +40,10 @@ def saliency_2d(attr: Tensor, postprocess: Postprocess) -> Tensor:
     """Collapse raw attributions ``[B, C, H, W]`` to one value per pixel ``[B, H, W]``.
 
     The ``postprocess`` steps run first; a map that still has several channels is averaged
-    over them. Non-finite values (NaN, from a degenerate map) become ``-inf``: least important,
-    so an all-NaN map is a constant map and gets the tie-break order.
+    over them. A map with a NaN or an infinite value comes out of the steps all NaN and is
+    returned all ``-inf``, so that it still sorts (as a constant map, in the tie-break order);
+    its results are meaningless and the benchmarks report them as NaN (see
+    :func:`batch_saliency`, :func:`mask_nonfinite`).
     """
     s = postprocess(attr.float())
     if s.dim() != 4:
@@ -262,14 +264,24 @@ def batch_saliency(
     attr: Tensor, x: Tensor, postprocess: Postprocess
 ) -> tuple[Tensor, Tensor]:  # [B,C,H,W] -> [B,H,W], [B]
     """One value per pixel of raw maps ``attr`` for inputs ``x``, and a per-image flag of
-    non-finite maps (their NaNs rank as least important, see :func:`saliency_2d`)."""
+    non-finite maps: a NaN or an infinite value in the raw map or after ``postprocess``.
+    Their order is meaningless (see :func:`saliency_2d`): every result of a flagged image is
+    NaN (:func:`mask_nonfinite`)."""
     if attr.shape[-2:] != x.shape[-2:]:
         raise ValueError(
             f"maps of shape {tuple(attr.shape)} do not match inputs {tuple(x.shape)}; "
             "add an `upsample` postprocess step"
         )
-    nonfinite = ~torch.isfinite(attr.flatten(1)).all(1)
-    return saliency_2d(attr, postprocess), nonfinite
+    s = saliency_2d(attr, postprocess)
+    nonfinite = ~torch.isfinite(attr.flatten(1)).all(1) | ~torch.isfinite(s.flatten(1)).all(1)
+    return s, nonfinite
+
+
+def mask_nonfinite(values: Tensor, nonfinite: Tensor) -> Tensor:
+    """``values`` ``[B, ...]`` with every value of the images flagged in ``nonfinite`` ``[B]``
+    set to NaN (a score of a non-finite map is never a number)."""
+    flags = nonfinite.to(values.device).view(-1, *([1] * (values.dim() - 1)))
+    return torch.where(flags, torch.nan, values)
 
 
 def relative_change(y: Tensor, y0: Tensor) -> Tensor:

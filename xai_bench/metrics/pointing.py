@@ -145,10 +145,11 @@ def gaussian_smooth(maps: Tensor, sigma: float) -> Tensor:
 def class_accuracies(
     hits: Tensor, classes: Tensor, num_classes: int
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-class hits, pair counts and accuracy ``hits / pairs`` (NaN where a class has none).
+    """Per-class hits, pair counts and accuracy ``hits / pairs`` (NaN where a class has none,
+    or has a NaN pair: a pair whose map held a non-finite value is neither hit nor miss).
 
     Args:
-        hits: bool or 0/1 ``[P]``, one per (image, class) pair.
+        hits: bool or 0/1 ``[P]``, one per (image, class) pair; NaN for an undefined pair.
         classes: int64 ``[P]``.
         num_classes: number of classes ``K``.
 
@@ -158,7 +159,7 @@ def class_accuracies(
     counts = torch.bincount(classes, minlength=num_classes)
     hit = torch.bincount(classes, weights=hits.to(torch.float64), minlength=num_classes)
     acc = torch.where(counts > 0, hit / counts.clamp(min=1), torch.full_like(hit, math.nan))
-    return hit.round().long(), counts, acc
+    return hit.nan_to_num(0.0).round().long(), counts, acc
 
 
 @dataclass
@@ -236,11 +237,12 @@ def maps_to_points(
 
     Returns:
         ``points`` ``[N, 2]`` (:func:`argmax_points` of the bilinearly resized maps, one resize
-        per distinct size) and ``degenerate`` ``[N]`` (constant, or no finite value, at input
-        size: the point is ``(0, 0)``). Non-finite values are replaced by the map's smallest
-        finite value before resizing, so they never win.
+        per distinct size) and ``degenerate`` ``[N]`` (a constant map at input size: the point
+        is ``(0, 0)``). A map with a NaN or an infinite value has no point: ``(NaN, NaN)``,
+        not degenerate (its pairs score NaN, never a hit or a miss).
     """
     m = maps.float()
+    nonfinite = ~torch.isfinite(m.flatten(1)).all(1)
     _, degenerate = argmax_points(m)
     finite = torch.isfinite(m)
     fill = torch.where(finite, m, math.inf).flatten(1).amin(1)
@@ -257,7 +259,8 @@ def maps_to_points(
             r = gaussian_smooth(r, smooth_sigma * max(h0, w0))
         points[idx] = argmax_points(r[:, 0])[0]
     points[degenerate] = 0.0
-    return points, degenerate
+    points[nonfinite] = math.nan
+    return points, degenerate & ~nonfinite
 
 
 def pair_hits(

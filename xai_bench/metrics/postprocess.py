@@ -8,6 +8,12 @@ A pipeline is a list of steps, each a name or a one-key mapping ``{name: argumen
 
 Every step maps ``[B, C, H, W]`` to ``[B, C', H, W]`` on the same device, and normalisations
 turn a constant map into zeros instead of NaNs.
+
+Non-finite maps stay non-finite: a map that holds a NaN or an infinite value becomes all NaN
+in every normalisation (:func:`clip_percentile`, :func:`minmax`, :func:`maxabs`) and after any
+:class:`Postprocess` pipeline, so no step turns it into a plausible finite map (dividing by an
+infinite maximum, clipping ``inf`` to 1, ``relu(-inf) = 0`` or a NaN span read as a constant
+map would).
 """
 
 from __future__ import annotations
@@ -30,6 +36,20 @@ def _per_sample(v: Tensor, like: Tensor) -> Tensor:
     return v.view(-1, *([1] * (like.dim() - 1)))
 
 
+def nonfinite_maps(x: Tensor) -> Tensor:
+    """Per sample ``[B]`` (bool): the map holds a NaN or an infinite value."""
+    return ~torch.isfinite(_flat(x)).all(1)
+
+
+def poison(out: Tensor, bad: Tensor) -> Tensor:
+    """``out`` with every value of the samples flagged in ``bad`` ``[B]`` set to NaN."""
+    if not bool(bad.any()):
+        return out
+    if not out.is_floating_point():
+        out = out.float()
+    return torch.where(_per_sample(bad.to(out.device), out), torch.nan, out)
+
+
 def channel_max_abs(x: Tensor) -> Tensor:
     """Per pixel, the channel value with the largest magnitude, sign kept (PathwayGrad)."""
     idx = x.abs().argmax(1, keepdim=True)
@@ -37,25 +57,29 @@ def channel_max_abs(x: Tensor) -> Tensor:
 
 
 def clip_percentile(x: Tensor, q: float = 99.0) -> Tensor:
-    """Clip each map at its ``q``-th percentile of absolute values, then divide by it."""
+    """Clip each map at its ``q``-th percentile of absolute values, then divide by it (a map
+    with a non-finite value becomes all NaN)."""
     top = torch.quantile(_flat(x.abs()).float(), q / 100.0, dim=1).to(x.dtype)
     top = _per_sample(top, x)
     scaled = x / torch.where(top > 0, top, torch.ones_like(top))
-    return scaled.clamp(-1.0, 1.0)
+    return poison(scaled.clamp(-1.0, 1.0), nonfinite_maps(x))
 
 
 def minmax(x: Tensor) -> Tensor:
-    """Per-sample min-max scaling to [0, 1]; constant maps become 0."""
+    """Per-sample min-max scaling to [0, 1]; constant maps become 0, maps with a non-finite
+    value all NaN."""
     lo = _per_sample(_flat(x).amin(1), x)
     hi = _per_sample(_flat(x).amax(1), x)
     span = hi - lo
-    return torch.where(span > 0, (x - lo) / torch.where(span > 0, span, 1.0), torch.zeros_like(x))
+    out = torch.where(span > 0, (x - lo) / torch.where(span > 0, span, 1.0), torch.zeros_like(x))
+    return poison(out, nonfinite_maps(x))
 
 
 def maxabs(x: Tensor) -> Tensor:
-    """Per-sample division by the largest magnitude, to [-1, 1]; zero maps stay 0."""
+    """Per-sample division by the largest magnitude, to [-1, 1]; zero maps stay 0, maps with
+    a non-finite value become all NaN."""
     top = _per_sample(_flat(x.abs()).amax(1), x)
-    return x / torch.where(top > 0, top, torch.ones_like(top))
+    return poison(x / torch.where(top > 0, top, torch.ones_like(top)), nonfinite_maps(x))
 
 
 def upsample(x: Tensor, size: int | Sequence[int]) -> Tensor:
@@ -80,7 +104,8 @@ STEPS: dict[str, Step] = {
 
 
 class Postprocess:
-    """A pipeline of named steps, applied in order.
+    """A pipeline of named steps, applied in order. A map that holds a NaN or an infinite
+    value, before or after the steps, comes out all NaN.
 
     Args:
         steps: names from :data:`STEPS`, or one-key mappings ``{name: argument}``.
@@ -100,9 +125,10 @@ class Postprocess:
             self.steps.append((name, arg))
 
     def __call__(self, attr: Tensor) -> Tensor:  # [B, C, H, W] -> [B, C', H, W]
+        bad = nonfinite_maps(attr)  # stays all NaN whatever the steps (e.g. relu(-inf) = 0)
         for name, arg in self.steps:
             attr = STEPS[name](attr) if arg is None else STEPS[name](attr, arg)
-        return attr
+        return poison(attr, bad | nonfinite_maps(attr))
 
     def __repr__(self) -> str:
         return " -> ".join(n if a is None else f"{n}({a})" for n, a in self.steps) or "identity"

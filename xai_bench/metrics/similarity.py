@@ -17,8 +17,12 @@ Map views of the sanity checks (Adebayo et al. 2018; PRUNE §4.2):
 Constant maps: a Spearman correlation is undefined when one side is constant (SciPy returns
 NaN). With ``defined=True`` (default) two constant maps score 1 (identical, all-tied rankings)
 and a constant map against a non-constant one scores 0 (a constant ranking carries no order);
-with ``defined=False`` both cases give NaN as in SciPy. Samples with a non-finite value give
-NaN in every function.
+with ``defined=False`` both cases give NaN as in SciPy.
+
+Non-finite maps: a sample with a NaN or an infinite value gives NaN in every function here,
+whatever the other map: the views turn it into an all-NaN view (never into a finite one: an
+``inf`` pixel is not clipped to 1 and a NaN map is not a constant map), :func:`hog` gives an
+all-NaN vector, and :func:`spearman`, :func:`ssim` and :func:`hog_spearman` give NaN.
 """
 
 from __future__ import annotations
@@ -30,7 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from xai_bench.metrics.postprocess import channel_max_abs, clip_percentile, maxabs, minmax
+from xai_bench.metrics.postprocess import (
+    channel_max_abs,
+    clip_percentile,
+    maxabs,
+    minmax,
+    nonfinite_maps,
+    poison,
+)
 
 HOG_EPS = 1e-5  # skimage's block-normalisation epsilon
 
@@ -176,7 +187,8 @@ def hog(
     orientations in ``orientations`` hard bins over [0, 180), cell histograms averaged over
     the cell's pixels (trailing pixels that do not fill a cell are dropped), overlapping
     blocks normalised with L2-Hys (eps 1e-5, clip 0.2), flattened as
-    ``(block_row, block_col, cell_row, cell_col, orientation)``.
+    ``(block_row, block_col, cell_row, cell_col, orientation)``. A map with a NaN or an
+    infinite value gives an all-NaN vector.
     """
     if x.dim() != 4:
         raise ValueError(f"expected a batch [B, C, H, W], got {tuple(x.shape)}")
@@ -206,7 +218,7 @@ def hog(
     out = blocks / (blocks.square().sum(-1, keepdim=True) + HOG_EPS**2).sqrt()
     out = out.clamp(max=0.2)
     out = out / (out.square().sum(-1, keepdim=True) + HOG_EPS**2).sqrt()
-    return out.reshape(n, -1)
+    return poison(out.reshape(n, -1), nonfinite_maps(x))
 
 
 def hog_spearman(

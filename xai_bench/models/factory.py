@@ -14,6 +14,7 @@ from xai_bench.models.weights import (
     load_pretrained,
     read_state_dict,
 )
+from xai_bench.utils.errors import UserInputError, pretrained_classes_message
 
 WEIGHT_MODES = ("random", "pretrained", "trained")
 
@@ -39,12 +40,12 @@ def build_model(
         pass
     elif weights == "pretrained":
         if not pretrained:
-            raise ValueError(f"model {meta.name} has no published weights (model.pretrained)")
-        if meta.num_classes != 1000:
-            raise ValueError(
-                f"pretrained {meta.name} weights have 1000 classes but the dataset has "
-                f"{meta.num_classes}; use model.weights=random or a checkpoint path"
+            raise UserInputError(
+                f"model {meta.name} has no published weights (model.pretrained is null): use "
+                "model.weights=trained, random or a path to a weights file"
             )
+        if meta.num_classes != 1000:
+            raise UserInputError(pretrained_classes_message(meta.name, meta.num_classes))
         load_pretrained(net, pretrained["source"], pretrained["name"])
     elif weights == "trained":
         if trained_checkpoint is None or not Path(trained_checkpoint).is_file():

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from xai_bench.utils.errors import CorruptFileError, UserInputError, WeightsNotFoundError
 
-class WeightsNotFoundError(FileNotFoundError):
-    """Pretrained or trained weights are not on disk; the message says where to put them."""
+__all__ = ["WeightsNotFoundError", "load_into", "load_pretrained", "read_state_dict"]
 
 
 def torchvision_weights_file(weights_name: str) -> tuple[Path, str]:
@@ -37,28 +37,56 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"weights file {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch and safetensors raise many kinds of errors on bad bytes
+        raise CorruptFileError(
+            f"weights file {path} cannot be read ({_reason(err)}): it is truncated, corrupt or "
+            "not a weights file. Replace it with an intact copy, or delete it if it is a "
+            "checkpoint of this project (model.weights=trained trains it again)"
+        ) from None
     if isinstance(obj, dict) and "state_dict" in obj:
         obj = obj["state_dict"]
         prefix = "net."
         if all(k.startswith(prefix) for k in obj):
             obj = {k[len(prefix) :]: v for k, v in obj.items()}
     if not isinstance(obj, dict):
-        raise ValueError(f"{path} does not hold a state dict")
+        raise UserInputError(
+            f"weights file {path} does not hold a state dict (a mapping of parameter names to "
+            "tensors): save one with torch.save(model.state_dict(), path)"
+        )
     return obj
+
+
+def _reason(err: BaseException) -> str:
+    """The informative line of a loader's error (torch's weights-only message is long)."""
+    text = str(err)
+    marker = "WeightsUnpickler error: "
+    if marker in text:
+        text = text[text.index(marker) + len(marker) :]
+    lines = [s.strip() for s in text.splitlines() if s.strip()] or [type(err).__name__]
+    line = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # a heading and its item
+    return f"{type(err).__name__}: {line[:300]}"
 
 
 def load_into(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
     """Load ``state`` strictly, with an error that names the source and the mismatching keys."""
-    result = net.load_state_dict(state, strict=False)
+    try:
+        result = net.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a parameter of another shape (e.g. another class count)
+        raise UserInputError(
+            f"weights from {source} do not fit {type(net).__name__}: {_reason(err)}; use "
+            "weights of this model and class count (model.weights=trained trains them)"
+        ) from None
     if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
+        raise UserInputError(
             f"weights from {source} do not fit {type(net).__name__}: "
-            f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+            f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}; use "
+            "weights of this model (model.weights=trained trains them)"
         )
     return net
 
@@ -91,4 +119,4 @@ def load_pretrained(net: nn.Module, source: str, name: str) -> nn.Module:
                 "or pass model.weights=/path/to/model.safetensors"
             )
         return load_into(net, read_state_dict(path), str(path))
-    raise ValueError(f"unknown pretrained source '{source}' (torchvision or timm)")
+    raise UserInputError(f"unknown model.pretrained.source '{source}' (torchvision or timm)")

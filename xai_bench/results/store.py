@@ -2,36 +2,78 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from xai_bench.utils.io import atomic_write, atomic_write_json
+from xai_bench.utils.digest import sha256_file
+from xai_bench.utils.io import atomic_write, atomic_write_text, dumps_strict, strict_json
 
 RESULTS_FILE = "results.csv"
 SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.yaml"
+FILES_KEY = "files"  # summary.json: SHA-256 of results.csv and config.yaml
+CHECKSUM_KEY = "checksum"  # summary.json: SHA-256 of the summary itself (without this key)
+NOT_FINISHED = "not finished"
+
+
+def _summary_checksum(summary: dict[str, Any]) -> str:
+    body = {k: v for k, v in summary.items() if k != CHECKSUM_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class RunStore:
-    """The result files of one run directory.
+    """The result files of one run directory: ``results.csv``, ``config.yaml`` (the config
+    they were computed with) and ``summary.json``.
 
-    ``summary.json`` is written last, so its presence means the run finished; a run that was
-    killed before it leaves no summary and is recomputed.
+    :meth:`save` removes the old summary, writes the table and the config, then the summary,
+    each atomically. The summary is strict JSON (NaN as ``null``) and holds the SHA-256 of the
+    two other files and of itself, so its presence with matching checksums means the run
+    finished and its files belong together; anything else (killed mid-save, a file edited or
+    cut short) is recomputed.
     """
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
 
+    def problem(self) -> str | None:
+        """Why the finished results cannot be used (``None``: they can)."""
+        summary_path, results = self.run_dir / SUMMARY_FILE, self.run_dir / RESULTS_FILE
+        if not summary_path.is_file() or not results.is_file():
+            return NOT_FINISHED
+        try:
+            summary = json.loads(summary_path.read_text())
+        except (OSError, ValueError) as err:
+            return f"{summary_path} is not valid JSON ({err})"
+        if CHECKSUM_KEY in summary and summary[CHECKSUM_KEY] != _summary_checksum(summary):
+            return f"{summary_path}: checksum mismatch (the file was changed)"
+        for name, digest in summary.get(FILES_KEY, {}).items():
+            path = self.run_dir / name
+            if not path.is_file() or sha256_file(path) != digest:
+                return f"{path} does not match the checksum in {SUMMARY_FILE}"
+        return None
+
     @property
     def done(self) -> bool:
-        return (self.run_dir / SUMMARY_FILE).is_file() and (self.run_dir / RESULTS_FILE).is_file()
+        return self.problem() is None
 
-    def save(self, table: pd.DataFrame, summary: dict[str, Any]) -> None:
-        """Write the table, then the summary that marks the run finished."""
+    def save(self, table: pd.DataFrame, summary: dict[str, Any], config: str = "") -> None:
+        """Write the table and ``config`` (the text of ``config.yaml``), then the summary that
+        marks the run finished and holds their checksums."""
+        (self.run_dir / SUMMARY_FILE).unlink(missing_ok=True)  # unfinished until it is back
         atomic_write(self.run_dir / RESULTS_FILE, lambda p: table.to_csv(p, index=False))
-        atomic_write_json(self.run_dir / SUMMARY_FILE, summary)
+        files = [RESULTS_FILE]
+        if config:
+            atomic_write_text(self.run_dir / CONFIG_FILE, config)
+            files.append(CONFIG_FILE)
+        digests = {name: sha256_file(self.run_dir / name) for name in files}
+        body = strict_json({**summary, FILES_KEY: digests})
+        body[CHECKSUM_KEY] = _summary_checksum(body)
+        atomic_write_text(self.run_dir / SUMMARY_FILE, dumps_strict(body) + "\n")
 
     def table(self) -> pd.DataFrame:
         return pd.read_csv(self.run_dir / RESULTS_FILE)

@@ -9,6 +9,8 @@ from typing import Any
 import pandas as pd
 import torch
 
+from xai_bench.data.base import check_split
+from xai_bench.engine.batches import check_count
 from xai_bench.engine.benchmark import Result, Task
 from xai_bench.engine.context import RunContext
 from xai_bench.engine.jobs import tidy_table
@@ -42,8 +44,8 @@ class Gallery(Task):
     ) -> None:
         if target not in ("predicted", "label"):
             raise ValueError("target must be 'predicted' or 'label'")
-        self.n_images = int(n_images)
-        self.split = split
+        self.n_images = check_count(int(n_images), "n_images")
+        self.split = check_split(split)
         self.target = target
         self.postprocess = Postprocess(list(postprocess))
 

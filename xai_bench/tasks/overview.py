@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
+from xai_bench.data.base import check_split
+from xai_bench.engine.batches import check_count
 from xai_bench.engine.benchmark import Result, Task
 from xai_bench.engine.context import RunContext
 from xai_bench.training.lit import accuracy
@@ -24,9 +26,9 @@ class Overview(Task):
     headline = {"accuracy": True}
 
     def __init__(self, split: str = "test", batch_size: int = 256, n_figure: int = 16) -> None:
-        self.split = split
-        self.batch_size = int(batch_size)
-        self.n_figure = int(n_figure)
+        self.split = check_split(split)
+        self.batch_size = check_count(int(batch_size), "batch_size")
+        self.n_figure = check_count(int(n_figure), "n_figure", low=0)
 
     @torch.no_grad()
     def run(self, ctx: RunContext) -> Result:

@@ -12,7 +12,8 @@ class Train(Task):
     """``benchmark=train``: fit, validate and test with Lightning; reuse a finished checkpoint.
 
     The checkpoint lands in the model zoo folder (``paths.checkpoint_dir``), keyed by model,
-    data, training recipe and seed, where ``model.weights=trained`` finds it.
+    data, training recipe and seed, where ``model.weights=trained`` finds it. ``force=true``
+    trains it anew.
 
     Args:
         progress: show Lightning's progress bar.
@@ -26,10 +27,11 @@ class Train(Task):
 
     def run(self, ctx: RunContext) -> Result:
         trainer = ctx.model_trainer()
-        metrics = trainer.trained_metrics()
+        metrics = None if ctx.force else trainer.trained_metrics()
         reused = metrics is not None
-        if metrics is None:
-            metrics = trainer.train(progress=self.progress)
+        if metrics is None:  # a forced run trains anew instead of resuming
+            metrics = dict(trainer.train(progress=self.progress, fresh=ctx.force))
+            reused = bool(metrics.pop("reused", False))  # trained meanwhile by another run
         identity = {**ctx.identity, "seed": ctx.seed}
         rows = [
             {**identity, "benchmark": self.name, "metric": k, "value": float(v)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -20,7 +21,9 @@ from torch import nn
 from xai_bench.data.base import ResumePoint
 from xai_bench.training.lit import Classifier
 from xai_bench.training.recipe import Recipe
-from xai_bench.utils.io import atomic_write, atomic_write_json
+from xai_bench.utils.distributed import is_global_zero
+from xai_bench.utils.io import atomic_write, atomic_write_json, remove_stray_tmp
+from xai_bench.utils.lock import RunLock
 
 MODEL_FILE = "model.pt"
 METRICS_FILE = "metrics.json"
@@ -143,12 +146,38 @@ def fit_and_test(
     ``resume`` point makes its :class:`~xai_bench.data.base.EpochShuffle` skip the batches
     already trained on), and ends with the same numbers as an uninterrupted run.
 
+    One process trains into ``out_dir`` at a time (:class:`~xai_bench.utils.lock.RunLock`):
+    a second one waits, then returns the metrics the first one saved (with ``reused: True``).
+
     Returns:
         ``test_acc``, ``val_acc``, ``test_loss``, ``train_seconds``, ``epochs``, ``resumed_from``
         (the epoch training resumed in, 0 for a fresh start), ``resumed_from_step`` (the
         optimizer step) and ``history`` (per-epoch validation metrics).
     """
     out_dir = Path(out_dir)
+    if not is_global_zero():  # rank 0 holds the lock for the whole data-parallel run
+        return _fit_and_test(module, datamodule, out_dir, trainer_kwargs, max_epochs, seed,
+                             progress, checkpoint_every_n_steps)  # fmt: skip
+    with RunLock(out_dir):
+        for path in remove_stray_tmp(out_dir):
+            log.info("removed %s, left by a killed run", path)
+        if (out_dir / MODEL_FILE).is_file() and (out_dir / METRICS_FILE).is_file():
+            log.info("%s was trained meanwhile by another run; reusing it", out_dir)
+            return {**json.loads((out_dir / METRICS_FILE).read_text()), "reused": True}
+        return _fit_and_test(module, datamodule, out_dir, trainer_kwargs, max_epochs, seed,
+                             progress, checkpoint_every_n_steps)  # fmt: skip
+
+
+def _fit_and_test(
+    module: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    out_dir: Path,
+    trainer_kwargs: Mapping[str, Any],
+    max_epochs: int,
+    seed: int,
+    progress: bool,
+    checkpoint_every_n_steps: int,
+) -> dict[str, Any]:
     pl.seed_everything(seed, workers=True, verbose=False)
     if not progress:  # quiet: no "GPU available" banner per run (warnings still show)
         logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
@@ -166,6 +195,9 @@ def fit_and_test(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         log_every_n_steps=10,
+        # the train sampler (EpochShuffle) shards itself over the ranks, resumably; val and test
+        # run whole on every rank, so their metrics equal a single process's
+        use_distributed_sampler=False,
     )
     resumed_from = resumed_step = 0
     if last.is_file():

@@ -8,6 +8,7 @@ checks are written once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -61,13 +62,30 @@ class Recipe:
             cast, value = type(f.default), getattr(self, f.name)
             if cast is bool and not isinstance(value, bool | int):  # bool("false") is True
                 raise UserInputError(f"{f.name} must be true or false, got {value!r}")
-            if cast is tuple:
-                value = tuple(int(v) for v in value)
-            object.__setattr__(self, f.name, cast(value))
+            try:
+                value = tuple(int(v) for v in value) if cast is tuple else cast(value)
+            except (TypeError, ValueError):
+                kind = "a list of integers" if cast is tuple else f"a {cast.__name__}"
+                raise UserInputError(f"{f.name} must be {kind}, got {value!r}") from None
+            object.__setattr__(self, f.name, value)
         if self.optimizer not in OPTIMIZERS:
             raise UserInputError(
                 f"optimizer must be one of {', '.join(OPTIMIZERS)}, got '{self.optimizer}'"
             )
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserInputError(f"lr must be a number > 0, got {self.lr}")
+        for key, low in (("weight_decay", 0.0), ("step_size", 0), ("warmup_epochs", 0.0)):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value >= low):
+                raise UserInputError(f"{key} must be >= {low}, got {value}")
+        if not (math.isfinite(self.gamma) and self.gamma > 0):
+            raise UserInputError(f"gamma must be a number > 0, got {self.gamma}")
+        if not 0 <= self.label_smoothing < 1:
+            raise UserInputError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.momentum <= 1:
+            raise UserInputError(f"momentum must lie in [0, 1], got {self.momentum}")
+        if any(m < 0 for m in self.milestones):
+            raise UserInputError(f"milestones must be epochs >= 0, got {list(self.milestones)}")
         if self.batch_size < 1:
             raise UserInputError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_epochs < 0:

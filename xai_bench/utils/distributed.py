@@ -10,6 +10,7 @@ no item is dropped or computed twice, whatever the number of ranks.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -61,6 +62,15 @@ def barrier() -> None:
     """Wait for every rank (a no-op when no process group is running)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def remove_tree(path: str | os.PathLike) -> bool:
+    """Remove a folder on global rank zero while the other ranks wait; whether it existed."""
+    existed = os.path.exists(path)
+    if existed and is_global_zero():
+        shutil.rmtree(path)
+    barrier()
+    return existed
 
 
 def all_ranks_agree(flag: bool) -> bool:

@@ -2,6 +2,42 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class UserInputError(ValueError):
     """A run's inputs do not fit: the CLI reports it in one line, without a traceback."""
+
+
+class CorruptFileError(UserInputError):
+    """A file the run reads (an image, a weights file) is truncated or corrupt: the message
+    names the file and what to do with it."""
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Pretrained or trained weights are not on disk; the message says where to put them."""
+
+
+def one_line(err: BaseException) -> str:
+    """The message of a user error as the CLI prints it.
+
+    An error raised in a DataLoader worker process comes back as the same type with the
+    worker's traceback in its message (torch's ``ExceptionWrapper``): only the original
+    message, after the traceback's last ``<Type>: `` line, is kept.
+    """
+    text = str(err)
+    if "Original Traceback" in text:
+        marker = f"{type(err).__name__}: "
+        text = text[text.rfind(marker) + len(marker) :] if marker in text else text
+    return text.strip()
+
+
+PRETRAINED_CLASSES = 1000  # the published ImageNet weights of the model configs
+
+
+def pretrained_classes_message(name: str, classes: Any) -> str:
+    return (
+        f"pretrained {name} weights have {PRETRAINED_CLASSES} classes but the dataset has "
+        f"{classes}: use model.weights=trained (trains {name} on this dataset), "
+        "model.weights=random, or model.weights=/path/to/a/checkpoint with that many classes"
+    )
