@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,10 @@ def test_attribution_cache_joins_shards_resumes_and_reuses(tmp_path: Path) -> No
 
     cache = AttributionCache(tmp_path, {"method": "m", "split": "train"})
     cache.write_shard(0, compute([0, 1, 2, 3]))
+    stray = cache.dir / ".saliency.npy.999999999@nohost.x.tmp"  # a killed writer's
+    stray.write_bytes(b"half")
+    old = 0.0
+    os.utime(stray, (old, old))  # another host's, a day old
     cache.write_shard(1, compute([4, 5, 6, 7]))
     cut = cache.shard(1).read_bytes()
     cache.shard(1).write_bytes(cut[: len(cut) // 2])  # a shard cut short: computed again
@@ -111,7 +116,7 @@ def test_attribution_cache_joins_shards_resumes_and_reuses(tmp_path: Path) -> No
     maps = cache.build(10, 4, compute)
     assert calls == [[4, 5, 6, 7], [8, 9]]  # only the missing and the corrupt shards
     assert maps.shape == (10, 2, 2) and np.allclose(maps[:, 0, 0], np.arange(10) * 1.5)
-    assert not (cache.dir / "shards").exists()
+    assert not (cache.dir / "shards").exists() and not stray.exists()
     again = AttributionCache(tmp_path, {"method": "m", "split": "train"}).build(10, 4, compute)
     assert calls == [[4, 5, 6, 7], [8, 9]] and np.array_equal(again, maps)  # reused
     other = AttributionCache(tmp_path, {"method": "m2", "split": "train"})

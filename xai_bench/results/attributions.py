@@ -33,7 +33,7 @@ from xai_bench.utils.digest import file_digest
 from xai_bench.utils.distributed import barrier, distributed_map, is_global_zero, remove_tree
 from xai_bench.utils.hashing import stable_hash
 from xai_bench.utils.integrity import ChecksumError, read_checked, write_checked
-from xai_bench.utils.io import atomic_write, atomic_write_json, atomic_write_text
+from xai_bench.utils.io import atomic_write, atomic_write_json, atomic_write_text, remove_stray_tmp
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,9 @@ class AttributionCache:
     ) -> np.ndarray:
         """Compute the missing shards (``compute(indices) -> [b, ...]`` maps of those items),
         over the ranks of a DDP ``trainer`` preset, join them and return the memory map."""
+        if is_global_zero():
+            for path in remove_stray_tmp(self.dir):
+                log.info("removed %s, left by a killed run", path)
         if not self.valid():
             n_shards = -(-n_items // batch_size)
 
