@@ -172,7 +172,9 @@ def test_random_tie_break() -> None:
 def test_deletion_insertion_oracle_known_answer() -> None:
     model, x = SquareModel(), square_images(4)
     batch, ws = make_batch(model, x), fake_ws(model)
-    bench = DeletionInsertion(step_reference_size=None, step_pixels=1, blur="gcam")
+    bench = DeletionInsertion(
+        step_reference_size=None, step_pixels=1, blur="gcam", blur_kernel_size=51, blur_sigma=50
+    )
     runs = {
         name: bench.score(ws, explainer, batch)  # type: ignore[arg-type]
         for name, explainer in (("oracle", oracle), ("noise", seeded_noise))

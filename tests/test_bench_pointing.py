@@ -423,6 +423,7 @@ def test_voc07_files_centre_known_answers(make_cfg, tmp_path: Path) -> None:
         "dataset.image_size=32",
         f"dataset.datamodule.root={tmp_path / 'voc'}",
         "benchmark.methods=[gradient]",
+        "benchmark.tolerance=15",  # TorchRay's px at original resolution, not scaled
     )
     flags = tmp_path / "flags.txt"
     flags.write_text("000002\t" + "\t".join("0" * 20) + "\n")
@@ -467,6 +468,7 @@ def test_coco2017_files_masks_versus_boxes(make_cfg, tmp_path: Path) -> None:
         "dataset.image_size=32",
         f"dataset.datamodule.root={tmp_path / 'coco'}",
         "benchmark.methods=[gradient]",
+        "benchmark.tolerance=15",  # TorchRay's px at original resolution, not scaled
     )
     boxes = run(make_cfg(*base), tmp_path / "boxes")
     masks = run(make_cfg(*base, "benchmark.gt=masks", "benchmark.batch_size=2"), tmp_path / "m")

@@ -24,12 +24,13 @@ from typing import Any
 import pandas as pd
 from torch import Tensor
 
-from xai_bench.engine.batches import BatchPlan, EvalBatch, check_count
+from xai_bench.engine.batches import BatchPlan, EvalBatch
 from xai_bench.engine.benchmark import EvalBenchmark
 from xai_bench.engine.context import RunContext
 from xai_bench.methods.base import Explainer
 from xai_bench.metrics.aggregate import NONFINITE, aggregate, check_constant_maps
 from xai_bench.metrics.postprocess import Postprocess, nonfinite_maps
+from xai_bench.metrics.resolution import HOG_CELL, REFERENCE_SIDE, px_option, resolve_px
 from xai_bench.metrics.similarity import hog_spearman, spearman
 from xai_bench.viz.sanity import class_sensitivity_bars
 
@@ -48,7 +49,8 @@ class ClassSensitivity(EvalBenchmark):
             channel; TorchRay's own maps are ``[channel_max_abs, abs]`` for gradients).
         hog_postprocess: steps applied before HOG (default: PathwayGrad's signed max-``|.|``
             channel, scaled to [-1, 1] so that HOG's epsilon is negligible).
-        hog_cell: HOG cell size in pixels (16 at 224 px in the papers).
+        hog_cell: HOG cell size in pixels; ``auto``: the papers' 16 px at 224 px scaled to the
+            input (:mod:`~xai_bench.metrics.resolution`, at least 2).
         constant_maps: ``nan`` (SciPy's NaN for a constant map, left out of the mean and
             counted as ``n_nan``: Rebuffi's "mean over finite values") or ``define``
             (1 for two constant maps, 0 for one).
@@ -67,7 +69,7 @@ class ClassSensitivity(EvalBenchmark):
         metrics: Sequence[str] = METRICS,
         postprocess: Sequence[str | Mapping[str, Any]] = (),
         hog_postprocess: Sequence[str | Mapping[str, Any]] = ("channel_max_abs", "maxabs"),
-        hog_cell: int = 16,
+        hog_cell: int | str = "auto",
         constant_maps: str = "nan",
     ) -> None:
         unknown = [m for m in metrics if m not in METRICS]
@@ -81,14 +83,16 @@ class ClassSensitivity(EvalBenchmark):
         self.hog_postprocess_steps = [s if isinstance(s, str) else dict(s) for s in hog_postprocess]
         self.postprocess = Postprocess(self.postprocess_steps)
         self.hog_postprocess = Postprocess(self.hog_postprocess_steps)
-        self.hog_cell = check_count(int(hog_cell), "hog_cell")
+        self.hog_cell = px_option(hog_cell, "hog_cell")
         self.constant_maps = check_constant_maps(constant_maps)
+        self.cell_px = resolve_px(self.hog_cell, HOG_CELL, REFERENCE_SIDE)  # check() rescales
 
     def check(self, ctx: RunContext) -> None:
         _, h, w = ctx.meta.input_size
-        if "hog_spearman" in self.metrics and min(h, w) < 3 * self.hog_cell:
+        self.cell_px = resolve_px(self.hog_cell, HOG_CELL, min(h, w), minimum=2)
+        if "hog_spearman" in self.metrics and min(h, w) < 3 * self.cell_px:
             raise ValueError(
-                f"hog_cell={self.hog_cell} needs images of at least {3 * self.hog_cell} px "
+                f"hog_cell={self.cell_px} needs images of at least {3 * self.cell_px} px "
                 f"(3x3-cell blocks); {ctx.meta.name} inputs are {h}x{w}: lower hog_cell"
             )
         if ctx.meta.num_classes < 2:
@@ -102,7 +106,7 @@ class ClassSensitivity(EvalBenchmark):
             out["spearman"] = spearman(self.postprocess(a), self.postprocess(b), defined)
         if "hog_spearman" in self.metrics:
             ha, hb = self.hog_postprocess(a), self.hog_postprocess(b)
-            out["hog_spearman"] = hog_spearman(ha, hb, self.hog_cell, defined=defined)
+            out["hog_spearman"] = hog_spearman(ha, hb, self.cell_px, defined=defined)
         return out
 
     def score(self, ctx: RunContext, explainer: Explainer, batch: EvalBatch) -> pd.DataFrame:

@@ -34,7 +34,6 @@ from xai_bench.metrics.perturbation import (
     SCORES,
     TIE_BREAKS,
     batch_saliency,
-    blur_settings,
     check_choice,
     fill_values,
     flat,
@@ -46,6 +45,7 @@ from xai_bench.metrics.perturbation import (
     trapezoid_auc,
 )
 from xai_bench.metrics.postprocess import Postprocess
+from xai_bench.metrics.resolution import float_option, px_option, resolve_blur
 from xai_bench.viz.perturbation import deletion_insertion_curves
 
 
@@ -65,8 +65,9 @@ class DeletionInsertion(EvalBenchmark):
         insertion_fill: insertion start image (``blur``).
         blur: blur preset, ``gcam`` (kornia 51 px, sigma 50, reflect) or ``rise`` (11 px,
             sigma 5, scipy kernel, zero padding).
-        blur_kernel_size: overrides the preset's kernel size.
-        blur_sigma: overrides the preset's sigma.
+        blur_kernel_size: the blur's kernel size in px; ``auto``: the preset's (at 224 px)
+            scaled to the input (:mod:`~xai_bench.metrics.resolution`).
+        blur_sigma: the blur's sigma in px; ``auto``: the preset's, scaled likewise.
         score: ``softmax`` (spec; sigmoid for multi-label models) or ``logit``.
         postprocess: steps that collapse a map to one value per pixel; identity on the
             non-negative one-channel maps (CAMs, RISE) that the papers evaluated.
@@ -90,8 +91,8 @@ class DeletionInsertion(EvalBenchmark):
         deletion_fill: str = "dataset_mean",
         insertion_fill: str = "blur",
         blur: str = "gcam",
-        blur_kernel_size: int | None = None,
-        blur_sigma: float | None = None,
+        blur_kernel_size: int | str = "auto",
+        blur_sigma: float | str = "auto",
         score: str = "softmax",
         postprocess: Sequence[str | Mapping[str, Any]] = ("channel_mean", "abs"),
         tie_break: str = "random",
@@ -108,19 +109,24 @@ class DeletionInsertion(EvalBenchmark):
         self.step_fraction = None if step_fraction is None else float(step_fraction)
         self.deletion_fill = check_choice(deletion_fill, FILLS, "deletion_fill")
         self.insertion_fill = check_choice(insertion_fill, FILLS, "insertion_fill")
-        check_choice(blur, tuple(BLUR_PRESETS), "blur")
-        self.blur = blur_settings(blur, blur_kernel_size, blur_sigma)
+        self.blur_preset = check_choice(blur, tuple(BLUR_PRESETS), "blur")
+        self.blur_kernel_size = px_option(blur_kernel_size, "blur_kernel_size")
+        self.blur_sigma = float_option(blur_sigma, "blur_sigma")
         self.output = check_choice(score, SCORES, "score")
         self.postprocess_steps = [s if isinstance(s, str) else dict(s) for s in postprocess]
         self.postprocess = Postprocess(self.postprocess_steps)
         self.tie_break = check_choice(tie_break, TIE_BREAKS, "tie_break")
         for key, value in (("internal_batch_size", internal_batch_size),
-                           ("step_reference_size", step_reference_size),
-                           ("blur_kernel_size", blur_kernel_size)):  # fmt: skip
+                           ("step_reference_size", step_reference_size)):  # fmt: skip
             check_count(value, key, nullable=True)
-        if blur_sigma is not None and not float(blur_sigma) > 0:
-            raise ValueError(f"blur_sigma must be > 0 (or null), got {blur_sigma}")
         self.internal_batch_size = internal_batch_size
+
+    def blur(self, side: int) -> tuple[int, float, str]:
+        """``(kernel size, sigma, style)`` of the blur for inputs of ``side`` px: the preset's
+        224 px values scaled to ``side`` where the kernel or sigma is ``auto``."""
+        paper = BLUR_PRESETS[self.blur_preset]
+        k, sigma = resolve_blur(self.blur_kernel_size, self.blur_sigma, paper, side)
+        return k, sigma, self.blur_preset
 
     def step(self, n_pixels: int) -> int:
         """Pixels changed per step for an input of ``n_pixels`` pixels."""
@@ -143,9 +149,10 @@ class DeletionInsertion(EvalBenchmark):
         n_pixels = rank.shape[1]
         counts = step_counts(n_pixels, step)
         mean, std = ctx.meta.mean, ctx.meta.std
+        blur = self.blur(min(x.shape[-2:]))
         pairs = {
-            "deletion": (x, fill_values(x, self.deletion_fill, mean, std, *self.blur)),
-            "insertion": (fill_values(x, self.insertion_fill, mean, std, *self.blur), x),
+            "deletion": (x, fill_values(x, self.deletion_fill, mean, std, *blur)),
+            "insertion": (fill_values(x, self.insertion_fill, mean, std, *blur), x),
         }
         index = batch.sample["index"].numpy()
         context = {
@@ -193,7 +200,8 @@ class DeletionInsertion(EvalBenchmark):
     def summarize(self, rows: pd.DataFrame) -> dict[str, Any]:
         n_pixels = int(rows.n_pixels.max())
         step = self.step(n_pixels)
-        out: dict[str, Any] = {"blur": list(self.blur), "step_pixels": step,
+        side = math.isqrt(n_pixels)  # the summary names the blur of square inputs
+        out: dict[str, Any] = {"blur": list(self.blur(side)), "step_pixels": step,
                                "n_steps": math.ceil(n_pixels / step)}  # fmt: skip
         per_image = rows[rows.metric.isin(["deletion_auc", "insertion_auc", "overall"])]
         for (method, metric), g in per_image.groupby(["method", "metric"]):

@@ -26,6 +26,8 @@ from xai_bench.engine.benchmark import Benchmark, Result
 from xai_bench.engine.context import RunContext
 from xai_bench.engine.fingerprint import fingerprint
 from xai_bench.engine.jobs import chunk_store, tidy_table
+from xai_bench.metrics.perturbation import BLUR_PRESETS
+from xai_bench.metrics.resolution import float_option, px_option, resolve_blur
 from xai_bench.training.fit import METRICS_FILE, MODEL_FILE, fit_and_test
 from xai_bench.training.groupcam_augment import FINETUNE_RECIPE, GroupCAMAugment
 from xai_bench.training.lit import Classifier, accuracy
@@ -74,8 +76,9 @@ class GroupCAMFinetune(Benchmark):
             RandomResizedCrop + flip). ``max_epochs`` must be at least 1.
         p: probability that a training image is replaced by its Group-CAM blend.
         groups: Group-CAM channel groups (paper: 16).
-        blur_kernel: Gaussian blur kernel size (paper: 51).
-        blur_sigma: Gaussian blur sigma (paper: 50).
+        blur_kernel: Gaussian blur kernel size in px; ``auto``: the paper's 51 px at 224 px,
+            scaled to the input (:mod:`~xai_bench.metrics.resolution`).
+        blur_sigma: Gaussian blur sigma in px; ``auto``: the paper's 50 px, scaled likewise.
         internal_batch_size: Group-CAM's blended inputs per forward pass (not part of the key).
         progress: show Lightning's progress bar.
     """
@@ -88,8 +91,8 @@ class GroupCAMFinetune(Benchmark):
         recipe: Mapping[str, Any] | Recipe | None = None,
         p: float = 1.0,
         groups: int = 16,
-        blur_kernel: int = 51,
-        blur_sigma: float = 50.0,
+        blur_kernel: int | str = "auto",
+        blur_sigma: float | str = "auto",
         internal_batch_size: int | None = 128,
         progress: bool = True,
     ) -> None:
@@ -101,16 +104,10 @@ class GroupCAMFinetune(Benchmark):
                 f"benchmark.recipe.max_epochs must be >= 1, got {self.recipe.max_epochs}"
             )
         check_count(int(groups), "groups")
-        check_count(int(blur_kernel), "blur_kernel")
         check_count(internal_batch_size, "internal_batch_size", nullable=True)
-        if not float(blur_sigma) > 0:
-            raise UserInputError(f"benchmark.blur_sigma must be > 0, got {blur_sigma}")
-        self.groupcam = {
-            "p": float(p),
-            "groups": int(groups),
-            "blur_kernel": int(blur_kernel),
-            "blur_sigma": float(blur_sigma),
-        }
+        self.blur_options = (px_option(blur_kernel, "blur_kernel"),
+                             float_option(blur_sigma, "blur_sigma"))  # fmt: skip
+        self.groupcam: dict[str, Any] = {"p": float(p), "groups": int(groups)}
         self.internal_batch_size = internal_batch_size
         self.progress = bool(progress)
 
@@ -188,6 +185,9 @@ class GroupCAMFinetune(Benchmark):
 
     def run(self, ctx: RunContext) -> Result:
         self.check(ctx)
+        side = min(ctx.meta.input_size[1:])
+        k, sigma = resolve_blur(*self.blur_options, BLUR_PRESETS["gcam"], side)
+        self.groupcam.update(blur_kernel=k, blur_sigma=sigma)
         dm = ctx.datamodule
         saved = dm.batch_size, dm.augment
         dm.batch_size, dm.augment = self.recipe.batch_size, self.recipe.augment

@@ -26,6 +26,7 @@ from xai_bench.engine.context import RunContext
 from xai_bench.methods.base import Explainer
 from xai_bench.metrics.aggregate import NONFINITE, flagged_mean
 from xai_bench.metrics.perturbation import (
+    BLUR_PRESETS,
     FILLS,
     SCORES,
     TIE_BREAKS,
@@ -43,6 +44,7 @@ from xai_bench.metrics.perturbation import (
     trapezoid_auc,
 )
 from xai_bench.metrics.postprocess import Postprocess
+from xai_bench.metrics.resolution import float_option, px_option, resolve_blur
 from xai_bench.viz.perturbation import pixel_perturbation_curves
 
 ORDERS = ("least_first", "most_first")
@@ -62,8 +64,9 @@ class PixelPerturbation(EvalBenchmark):
         output: ``logit`` (spec rec. 5) or ``softmax`` (PRUNE's LeRF tool).
         postprocess: steps that collapse a map to one value per pixel (OPPSD: channel mean, abs).
         tie_break: ``random`` (seeded per image) or ``index`` (numpy's argsort order).
-        blur_kernel_size: kernel of the ``blur`` fill.
-        blur_sigma: sigma of the ``blur`` fill.
+        blur_kernel_size: kernel of the ``blur`` fill in px; ``auto``: Group-CAM's 51 px at
+            224 px scaled to the input (:mod:`~xai_bench.metrics.resolution`).
+        blur_sigma: sigma of the ``blur`` fill in px; ``auto``: 50 px at 224 px, scaled.
         internal_batch_size: perturbed images per forward pass (``None``: all at once).
     """
 
@@ -84,8 +87,8 @@ class PixelPerturbation(EvalBenchmark):
         output: str = "logit",
         postprocess: Sequence[str | Mapping[str, Any]] = ("channel_mean", "abs"),
         tie_break: str = "random",
-        blur_kernel_size: int = 51,
-        blur_sigma: float = 50.0,
+        blur_kernel_size: int | str = "auto",
+        blur_sigma: float | str = "auto",
         internal_batch_size: int | None = 256,
     ) -> None:
         n = None if n_images is None else int(n_images)
@@ -98,10 +101,8 @@ class PixelPerturbation(EvalBenchmark):
         self.postprocess_steps = [s if isinstance(s, str) else dict(s) for s in postprocess]
         self.postprocess = Postprocess(self.postprocess_steps)
         self.tie_break = check_choice(tie_break, TIE_BREAKS, "tie_break")
-        self.blur_kernel_size = check_count(int(blur_kernel_size), "blur_kernel_size")
-        self.blur_sigma = float(blur_sigma)
-        if not float(blur_sigma) > 0:
-            raise ValueError(f"blur_sigma must be > 0, got {blur_sigma}")
+        self.blur_kernel_size = px_option(blur_kernel_size, "blur_kernel_size")
+        self.blur_sigma = float_option(blur_sigma, "blur_sigma")
         self.internal_batch_size = check_count(
             internal_batch_size, "internal_batch_size", nullable=True
         )
@@ -119,9 +120,10 @@ class PixelPerturbation(EvalBenchmark):
         )
         n_pixels = order.shape[1]
         counts = fraction_counts(n_pixels, self.fractions)
-        fill = fill_values(
-            x, self.fill, ctx.meta.mean, ctx.meta.std, self.blur_kernel_size, self.blur_sigma
+        blur = resolve_blur(
+            self.blur_kernel_size, self.blur_sigma, BLUR_PRESETS["gcam"], min(x.shape[-2:])
         )
+        fill = fill_values(x, self.fill, ctx.meta.mean, ctx.meta.std, *blur)
         multilabel = ctx.meta.multilabel
         y0 = target_score(batch.logits, t, self.output, multilabel)
         y = perturbation_scores(

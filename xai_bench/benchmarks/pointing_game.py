@@ -43,6 +43,12 @@ from xai_bench.metrics.pointing import (
     pair_hits,
 )
 from xai_bench.metrics.postprocess import Postprocess
+from xai_bench.metrics.resolution import (
+    POINTING_TOLERANCE,
+    REFERENCE_SIDE,
+    float_option,
+    resolve_float,
+)
 from xai_bench.utils.errors import UserInputError
 from xai_bench.utils.hashing import stable_hash
 from xai_bench.viz.pointing import accuracy_bars
@@ -93,7 +99,9 @@ class PointingGame(EvalBenchmark):
         batch_size: images per batch; also the most maps per explainer call.
         split: data split.
         restricted: POSAGG's restricted game (one map for the top-scoring class per image).
-        tolerance: hit radius in original-image pixels (strict ``<``; TorchRay: 15).
+        tolerance: hit radius in original-image pixels (strict ``<``); ``auto``: TorchRay's
+            15 px at 224 px model inputs, scaled to the model's input side
+            (:mod:`~xai_bench.metrics.resolution`; 15 for 224 px models, about 4.3 at 64 px).
         gt: ``boxes`` (union of the class's boxes) or ``masks`` (union of instance masks).
         exclude_difficult: drop VOC difficult boxes from the ground truth (TorchRay keeps them;
             either way a class with only difficult boxes is skipped).
@@ -117,7 +125,7 @@ class PointingGame(EvalBenchmark):
         batch_size: int = 32,
         split: str = "test",
         restricted: bool = False,
-        tolerance: float = 15.0,
+        tolerance: float | str = "auto",
         gt: str = "boxes",
         exclude_difficult: bool = False,
         subset_flags: str | None = None,
@@ -128,14 +136,14 @@ class PointingGame(EvalBenchmark):
     ) -> None:
         if gt not in GT_KINDS:
             raise ValueError(f"gt must be one of {GT_KINDS}, got '{gt}'")
-        if not float(tolerance) > 0:
-            raise ValueError(f"tolerance must be > 0 pixels, got {tolerance}")
         if smooth_sigma is not None and float(smooth_sigma) < 0:
             raise ValueError(f"smooth_sigma must be >= 0, got {smooth_sigma}")
         n = None if n_images is None else int(n_images)
         self.plan = BatchPlan(split, n, int(batch_size), "predicted")
         self.restricted = bool(restricted)
-        self.tolerance = float(tolerance)
+        self.tolerance_option = float_option(tolerance, "tolerance")
+        # the tolerance at 224 px inputs until check() resolves it for the model's input
+        self.tolerance = resolve_float(self.tolerance_option, POINTING_TOLERANCE, REFERENCE_SIDE)
         self.gt = gt
         self.exclude_difficult = bool(exclude_difficult)
         self.subset_flags = None if subset_flags is None else str(subset_flags)
@@ -266,6 +274,8 @@ class PointingGame(EvalBenchmark):
 
     def check(self, ctx: RunContext) -> None:
         """Refuse a dataset without the ground truth (boxes, or masks with ``gt=masks``)."""
+        side = min(ctx.meta.input_size[1:])
+        self.tolerance = resolve_float(self.tolerance_option, POINTING_TOLERANCE, side)
         sample = ctx.datamodule.dataset(self.plan.split)[0]
         dataset = ctx.identity.get("dataset", type(ctx.datamodule).__name__)
         if "boxes" not in sample or "box_labels" not in sample:

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from xai_bench.engine.batches import BatchPlan, EvalBatch, check_count
+from xai_bench.engine.batches import BatchPlan, EvalBatch
 from xai_bench.engine.benchmark import EvalBenchmark, Result
 from xai_bench.engine.context import RunContext
 from xai_bench.engine.jobs import Job, build_explainers, chunk_store, run_jobs
@@ -45,6 +45,15 @@ from xai_bench.methods.spec import MethodSpec
 from xai_bench.metrics import similarity as sim
 from xai_bench.metrics.aggregate import NONFINITE, aggregate, check_constant_maps
 from xai_bench.metrics.postprocess import nonfinite_maps
+from xai_bench.metrics.resolution import (
+    HOG_CELL,
+    REFERENCE_SIDE,
+    SSIM_SIGMA,
+    float_option,
+    px_option,
+    resolve_float,
+    resolve_px,
+)
 from xai_bench.models.randomize import randomized_copy
 from xai_bench.viz.sanity import stage_curves
 
@@ -81,13 +90,16 @@ def map_views(attr: Tensor, views: Sequence[str], hog_cell: int) -> dict[str, Te
     return {k: v for k, v in out.items() if k in views}
 
 
-def compare(a: dict[str, Tensor], b: dict[str, Tensor], metric: str, defined: bool) -> Tensor:
-    """One metric per sample ``[B]`` between two view dicts of :func:`map_views`."""
+def compare(
+    a: dict[str, Tensor], b: dict[str, Tensor], metric: str, defined: bool, sigma: float = 1.5
+) -> Tensor:
+    """One metric per sample ``[B]`` between two view dicts of :func:`map_views` (``sigma``:
+    the SSIM window's Gaussian sigma in pixels)."""
     view, kind = METRICS[metric]
     x, y = a[view], b[view].to(a[view].device)
     if kind == "spearman":
         return sim.spearman(x, y, defined=defined)
-    return sim.ssim(x, y, data_range=2.0 if kind == "ssim2" else 1.0)
+    return sim.ssim(x, y, data_range=2.0 if kind == "ssim2" else 1.0, sigma=sigma)
 
 
 def file_safe(name: str) -> str:
@@ -130,8 +142,11 @@ class SanityChecks(EvalBenchmark):
         split: data split.
         target: ``predicted`` (the randomised model's own argmax, Adebayo) or ``original``
             (the trained model's argmax for every stage).
-        hog_cell: HOG cell size in pixels (the papers' 16 at 224 px; images need at least
-            3 cells per side).
+        hog_cell: HOG cell size in pixels; ``auto``: the papers' 16 px at 224 px scaled to the
+            input (:mod:`~xai_bench.metrics.resolution`, at least 2; images need 3 cells per
+            side).
+        ssim_sigma: SSIM's Gaussian window sigma in pixels; ``auto``: scikit-image's 1.5 at
+            224 px scaled to the input (at least 0.5).
         metrics: names from :data:`METRICS`.
         blocks: blocks in cascading order; ``None`` = the model's ``blocks`` (ModelMeta).
         constant_maps: ``define`` (Spearman 1 for two constant maps, 0 for one) or ``nan``
@@ -153,10 +168,11 @@ class SanityChecks(EvalBenchmark):
         batch_size: int = 16,
         split: str = "test",
         target: str = "predicted",
-        hog_cell: int = 16,
+        hog_cell: int | str = "auto",
         metrics: Sequence[str] = ("spearman_abs", "spearman_signed", "ssim", "hog_spearman"),
         blocks: Sequence[str] | None = None,
         constant_maps: str = "define",
+        ssim_sigma: float | str = "auto",
     ) -> None:
         for value, allowed, what in (
             (mode, MODES, "mode"),
@@ -175,10 +191,14 @@ class SanityChecks(EvalBenchmark):
             raise ValueError(f"std must be a finite number > 0, got {std}")
         self.mode, self.init, self.std = mode, init, float(std)
         self.target = target
-        self.hog_cell = check_count(int(hog_cell), "hog_cell")
+        self.hog_cell = px_option(hog_cell, "hog_cell")
+        self.ssim_sigma = float_option(ssim_sigma, "ssim_sigma")
         self.metrics = list(metrics)
         self.blocks = None if blocks is None else list(blocks)
         self.constant_maps = check_constant_maps(constant_maps)
+        # the sizes at 224 px inputs until check() resolves them for the model's input
+        self.cell_px = resolve_px(self.hog_cell, HOG_CELL, REFERENCE_SIDE)
+        self.sigma_px = resolve_float(self.ssim_sigma, SSIM_SIGMA, REFERENCE_SIDE)
 
     @property
     def views(self) -> list[str]:
@@ -191,9 +211,11 @@ class SanityChecks(EvalBenchmark):
 
     def check(self, ctx: RunContext) -> None:
         _, h, w = ctx.meta.input_size
-        if "hog" in self.views and min(h, w) < 3 * self.hog_cell:
+        self.cell_px = resolve_px(self.hog_cell, HOG_CELL, min(h, w), minimum=2)
+        self.sigma_px = resolve_float(self.ssim_sigma, SSIM_SIGMA, min(h, w), minimum=0.5)
+        if "hog" in self.views and min(h, w) < 3 * self.cell_px:
             raise ValueError(
-                f"hog_cell={self.hog_cell} needs images of at least {3 * self.hog_cell} px "
+                f"hog_cell={self.cell_px} needs images of at least {3 * self.cell_px} px "
                 f"(3x3-cell blocks); {ctx.meta.name} inputs are {h}x{w}: lower hog_cell"
             )
         if not self.model_blocks(ctx):
@@ -236,7 +258,7 @@ class SanityChecks(EvalBenchmark):
             return model(batch.x).argmax(1)
 
     def map_views(self, attr: Tensor) -> dict[str, Tensor]:
-        return map_views(attr, self.views, self.hog_cell)
+        return map_views(attr, self.views, self.cell_px)
 
     def rows(
         self, batch: EvalBatch, target: Tensor, views: dict[str, Tensor], ref: dict[str, Tensor]
@@ -251,7 +273,8 @@ class SanityChecks(EvalBenchmark):
         flags = bad.long().tolist()
         rows = []
         for metric in self.metrics:
-            values = compare(views, ref, metric, self.constant_maps == "define").tolist()
+            defined = self.constant_maps == "define"
+            values = compare(views, ref, metric, defined, self.sigma_px).tolist()
             for image, t, value, flag in zip(images, targets, values, flags, strict=True):
                 rows.append(
                     {**context, "image": image, "target": t, "metric": metric, "value": value,

@@ -174,15 +174,6 @@ def fill_values(
     return blur_image(x, blur_kernel_size, blur_sigma, blur_style)
 
 
-def blur_settings(
-    preset: str, kernel_size: int | None = None, sigma: float | None = None
-) -> tuple[int, float, str]:
-    """``(kernel_size, sigma, style)`` of a preset (``rise`` or ``gcam``), with overrides."""
-    check_choice(preset, tuple(BLUR_PRESETS), "blur preset")
-    k, s = BLUR_PRESETS[preset]
-    return int(kernel_size or k), float(sigma or s), preset
-
-
 # --------------------------------------------------------------------------- scoring
 def target_score(logits: Tensor, target: Tensor, score: str, multilabel: bool = False) -> Tensor:
     """Each sample's target logit, or its probability (softmax; sigmoid for multi-label)."""
