@@ -51,34 +51,58 @@ def test_stale_lock_of_another_host_is_taken_over_after_its_heartbeat_stops(tmp_
         assert lock.took_over == record
 
 
+TRAIN = (
+    "benchmark=train", "benchmark.progress=false", "model.net.widths=[4,8,8]", "trainer=cpu",
+    "dataset.datamodule.n_train=256", "dataset.datamodule.n_val=32",
+    "dataset.datamodule.n_test=32", "train.max_epochs=3", "train.batch_size=32",
+)  # fmt: skip
+
+
 def _train(root: Path, experiment: str) -> subprocess.Popen:
     env = {**os.environ, "XAI_BENCH_ROOT": str(root), "OMP_NUM_THREADS": "1"}
-    args = (
-        "benchmark=train", "benchmark.progress=false", "model.net.widths=[4,8,8]", "trainer=cpu",
-        "dataset.datamodule.n_train=256", "dataset.datamodule.n_val=32",
-        "dataset.datamodule.n_test=32", "train.max_epochs=3", "train.batch_size=32",
-        f"experiment_name={experiment}",
-    )  # fmt: skip
     return subprocess.Popen(
-        [sys.executable, "-m", "xai_bench", *args], cwd=REPO, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "xai_bench", *TRAIN, f"experiment_name={experiment}"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
 
 
-def test_two_identical_trainings_started_at_once_train_once(tmp_path) -> None:
-    """Two runs (different run directories) of the same checkpoint: one trains, the other
-    waits for it and reuses the checkpoint; no duplicated rows, no second checkpoint file."""
+def test_two_identical_trainings_started_at_once_train_once(make_cfg, tmp_path) -> None:
+    """Two runs (different run directories) of the same checkpoint while its folder is locked:
+    both wait; then one trains and the other waits for it and reuses the checkpoint; no
+    duplicated rows, no second checkpoint file."""
+    import threading
+
+    from xai_bench.workspace import Workspace
+
+    folder = Workspace(make_cfg(*TRAIN), tmp_path / "x").checkpoint_dir
+    holder = RunLock(folder).acquire()  # a third run is training: both must wait
     procs = [_train(tmp_path, name) for name in ("a", "b")]
-    logs = [p.communicate(timeout=600)[0] for p in procs]
+    logs: list[list[str]] = [[], []]
+
+    def read(i: int) -> None:
+        for line in procs[i].stdout:  # type: ignore[union-attr]
+            logs[i].append(line)
+
+    readers = [threading.Thread(target=read, args=(i,), daemon=True) for i in (0, 1)]
+    for reader in readers:
+        reader.start()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not all(
+        any(f"waiting for process {os.getpid()}" in line for line in log) for log in logs
+    ):
+        assert all(p.poll() is None for p in procs), logs
+        time.sleep(0.1)
+    holder.release()
+    for p, reader in zip(procs, readers, strict=True):
+        p.wait(timeout=600)
+        reader.join()
     assert [p.returncode for p in procs] == [0, 0], logs
     summaries = [
         json.loads(next((tmp_path / "outputs" / n).rglob("summary.json")).read_text())
         for n in ("a", "b")
     ]
-    (folder,) = (tmp_path / "outputs" / "cache" / "checkpoints").iterdir()
     assert sorted(s["reused"] for s in summaries) == [False, True]
     assert summaries[0]["test_acc"] == summaries[1]["test_acc"]
-    assert any("waiting for process" in log for log in logs)
     metrics = pd.read_csv(folder / "logs" / "version_0" / "metrics.csv")
     epochs = metrics.dropna(subset=["val/acc"])["epoch"] if "val/acc" in metrics else []
     assert len(epochs) == len(set(epochs)) >= 3  # every epoch logged once
