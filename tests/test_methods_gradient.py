@@ -291,10 +291,11 @@ def test_noise_tunnel_sigma_zero_equals_base_and_captum() -> None:
 @pytest.mark.parametrize("mode", ["range", "absolute"])
 def test_noise_tunnel_matches_hand_loop(mode: str) -> None:
     """Mean / population variance of plain gradients on the seeded noise, per image, match a
-    hand loop (atol 1e-10); the noise is N(0, 1) from Generator().manual_seed(seed) scaled by
-    sigma * (max - min) per image (range) or sigma (absolute)."""
+    hand loop (atol 1e-10); the noise is N(0, 1) from Generator().manual_seed(seed) (drawn in
+    float32 whatever the input dtype, then cast) scaled by sigma * (max - min) per image (range)
+    or sigma (absolute)."""
     net, x, n, sigma, seed = resnet8(), images(), 6, 0.2, 7
-    eps = torch.randn((n, 3, 16, 16), generator=torch.Generator().manual_seed(seed), dtype=F64)
+    eps = torch.randn((n, 3, 16, 16), generator=torch.Generator().manual_seed(seed)).to(F64)
     scale = (
         sigma * (x.flatten(1).amax(1) - x.flatten(1).amin(1)) if mode == "range" else [sigma] * 3
     )

@@ -1,4 +1,5 @@
-"""OPPSD against a brute-force construction from finite-difference gradients, and its criteria."""
+"""OPPSD against a brute-force construction from finite-difference gradients, its criteria, its
+scale invariance (no underflow to a constant map) and its input-size-dependent window."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from torch import nn
 
 from xai_bench.methods.gradient import Gradient
 from xai_bench.methods.hooks import hooks_left
-from xai_bench.methods.oppsd import OPPSD, criterion_map, min_eigenvalue, structure_tensor
+from xai_bench.methods.oppsd import (
+    OPPSD,
+    auto_window,
+    criterion_map,
+    min_eigenvalue,
+    structure_tensor,
+)
 
 
 def tiny_net(channels: int = 3) -> nn.Module:
@@ -48,19 +55,25 @@ def brute_force_J(grad: np.ndarray, k: int) -> np.ndarray:
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_oppsd_matches_brute_force(channels: int) -> None:
+    """The paper's criteria of the brute-force ``J``, divided by the image's mean trace ``s``
+    (OPPSD's scale normalisation: a positive factor per image), with Noble's eps relative to
+    ``s`` (``det(J) / (trace(J) + 1e-6 s)``) instead of the paper's absolute 1e-6, which made
+    the map underflow to 0 for small gradients (see test_oppsd_is_scale_invariant)."""
     net = tiny_net(channels)
     torch.manual_seed(1)
     x = torch.randn(1, channels, 9, 9, dtype=torch.float64)
     g = fd_gradient(net, x, target=2)
     J = brute_force_J(g, k=7)
+    s = np.trace(J, axis1=2, axis2=3).mean()
     eig = np.linalg.eigvalsh(J)
     expected = {
-        "noble": np.clip(np.linalg.det(J) / (np.trace(J, axis1=2, axis2=3) + 1e-6), 0, None),
-        "frobenius": np.sqrt((J**2).sum((2, 3))),
-        "min_eigenvalue": np.clip(eig[..., 0], 0, None),
+        "noble": np.clip(np.linalg.det(J) / (np.trace(J, axis1=2, axis2=3) + 1e-6 * s), 0, None)
+        / s ** (channels - 1),
+        "frobenius": np.sqrt((J**2).sum((2, 3))) / s,
+        "min_eigenvalue": np.clip(eig[..., 0], 0, None) / s,
     }
     for criterion, ref in expected.items():
-        out = OPPSD(net, criterion=criterion)(x, 2)
+        out = OPPSD(net, criterion=criterion, window=7)(x, 2)
         assert out.shape == (1, 1, 9, 9)
         scale = np.abs(ref).max()
         assert np.allclose(out[0, 0].double().numpy(), ref, atol=1e-5 * scale + 1e-12, rtol=1e-4)
@@ -122,3 +135,73 @@ def test_batched_equals_per_sample_and_model_untouched() -> None:
 def test_unknown_criterion_is_refused() -> None:
     with pytest.raises(ValueError, match="criterion"):
         OPPSD(tiny_net(), criterion="harris")
+
+
+class Scale(nn.Module):
+    """Multiplies its input (the logits) by a constant."""
+
+    def __init__(self, c: float) -> None:
+        super().__init__()
+        self.c = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.c
+
+
+@pytest.mark.parametrize("criterion", ["noble", "frobenius", "min_eigenvalue"])
+def test_oppsd_is_scale_invariant(criterion: str) -> None:
+    """Logits x c, c in [1e-8, 1e8]: the same float32 map (OPPSD divides J by the image's mean
+    trace), never the constant 0 that a fixed 1e-6 in Noble's denominator gave at c = 1e-8
+    (input gradients ~1e-10, as after cascading randomisation: det / 1e-6 underflows)."""
+    net = tiny_net(3).float()
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    t = torch.tensor([0, 3])
+    ref = OPPSD(net, criterion=criterion)(x, t)
+    assert (ref.flatten(1).std(1) > 0).all()
+    for c in (1e-8, 1e-4, 1e4, 1e8):
+        out = OPPSD(nn.Sequential(net, Scale(c)), criterion=criterion)(x, t)
+        assert (out.flatten(1).std(1) > 0).all(), f"constant map at c={c}"
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-6 * float(ref.max()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_corner_only_is_zero_with_several_channels(dtype: torch.dtype) -> None:
+    """A 1x1 window gives J = g g^T (rank one): Noble is 0 by definition for C >= 2, in both
+    dtypes, not float64 rounding noise of det(J) that would rank pixels at random."""
+    net = tiny_net(3).to(dtype)
+    x = torch.randn(2, 3, 9, 9, dtype=dtype, generator=torch.Generator().manual_seed(4))
+    out = OPPSD(net, window=1)(x, torch.tensor([1, 2]))
+    assert torch.equal(out, torch.zeros_like(out))
+    one = OPPSD(tiny_net(1).to(dtype), window=1)(x[:, :1], torch.tensor([1, 2]))
+    assert (one.flatten(1).std(1) > 0).all()  # C = 1: Noble = g^4 / (g^2 + eps s), not 0
+
+
+def test_window_scales_with_input_size() -> None:
+    """``window="auto"`` (the configs' default): the paper's 7 px at 224 px, scaled to the
+    input side, rounded, odd (even values go up), at least 3; an int overrides it."""
+    sizes = (8, 32, 64, 96, 128, 160, 179, 192, 224, 256, 448)
+    assert [auto_window(s) for s in sizes] == [3, 3, 3, 3, 5, 5, 7, 7, 7, 9, 15]
+    net = tiny_net(3)
+    explainer = OPPSD(net)
+    assert explainer.window == OPPSD(net, window=None).window == "auto"
+    assert explainer.window_size(torch.empty(1, 3, 224, 224)) == 7
+    assert explainer.window_size(torch.empty(1, 3, 32, 48)) == 3  # the shorter side
+    assert OPPSD(net, window=5).window_size(torch.empty(1, 3, 32, 32)) == 5
+    x = torch.randn(1, 3, 128, 128, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    for component in ("full", "patch"):
+        auto = OPPSD(net, component=component)(x, 1)
+        assert torch.equal(auto, OPPSD(net, window=5, component=component)(x, 1))
+        assert not torch.equal(auto, OPPSD(net, window=7, component=component)(x, 1))
+    for bad in (0, 4, "big"):
+        with pytest.raises(ValueError, match="window"):
+            OPPSD(net, window=bad)
+
+
+def test_method_configs_scale_the_window() -> None:
+    from omegaconf import OmegaConf
+
+    from xai_bench.utils.configs import CONFIG_DIR
+
+    for name in ("noble", "frobenius", "min_eigenvalue", "patch_only", "corner_only"):
+        node = OmegaConf.load(f"{CONFIG_DIR}/method/oppsd_{name}.yaml").explainer
+        assert node.window == (1 if name == "corner_only" else "auto")

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from xai_bench.methods.base import Explainer, target_logits
 from xai_bench.methods.hooks import capture
+from xai_bench.metrics.postprocess import CONSTANT_RTOL, constant_maps
 from xai_bench.models.layers import to_feature_map
 from xai_bench.models.meta import ModelMeta
 
@@ -71,18 +72,24 @@ def upsample(maps: Tensor, size: Sequence[int], align_corners: bool = False) -> 
     return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
-def minmax(maps: Tensor, dims: Sequence[int] = (1, 2, 3), eps: float = 0.0) -> Tensor:
+def minmax(
+    maps: Tensor, dims: Sequence[int] = (1, 2, 3), eps: float = 0.0, rtol: float = CONSTANT_RTOL
+) -> Tensor:
     """Min-max scale to [0, 1] over ``dims`` (per sample by default); a constant map becomes 0.
 
-    With ``eps > 0`` the scale is ``(m - min) / (max - min + eps)`` (pytorch-grad-cam's form).
+    A map is constant when its span is at most ``rtol`` times its largest magnitude
+    (:func:`~xai_bench.metrics.postprocess.constant_maps`, 1e-5 by default): the float32
+    ripple of bilinear upsampling on a map that is constant by definition (GradMid at a layer
+    feeding global pooling) must not be stretched into a [0, 1] noise map. With ``eps > 0``
+    the scale is ``(m - min) / (max - min + eps)`` (pytorch-grad-cam's form).
     """
     dims = tuple(dims)
     lo = maps.amin(dim=dims, keepdim=True)
-    span = maps.amax(dim=dims, keepdim=True) - lo
-    if eps > 0:
-        return (maps - lo) / (span + eps)
-    ok = span > 0
-    return torch.where(ok, (maps - lo) / torch.where(ok, span, torch.ones_like(span)), 0.0)
+    hi = maps.amax(dim=dims, keepdim=True)
+    span = hi - lo
+    flat = constant_maps(lo, hi, rtol)
+    scaled = (maps - lo) / (span + eps) if eps > 0 else (maps - lo) / torch.where(flat, 1.0, span)
+    return torch.where(flat, torch.zeros_like(maps), scaled)
 
 
 class CAM(Explainer):

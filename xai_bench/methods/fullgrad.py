@@ -29,11 +29,19 @@ def effective_bias(module: nn.Module) -> Tensor:  # [K]
     return module.bias
 
 
-def psi(t: Tensor) -> Tensor:  # [B,K,h,w] -> [B,1,h,w]
-    """FullGrad's post-processing: abs, minus per-sample min, over (max + 1e-6), channel sum."""
+EPS = 1e-6  # psi's stabiliser, relative to the image's largest term (the authors': absolute)
+
+
+def psi(t: Tensor, eps: float | Tensor = EPS) -> Tensor:  # [B,K,h,w] -> [B,1,h,w]
+    """FullGrad's post-processing: abs, minus per-sample min, over (max + eps), channel sum.
+
+    ``eps`` is a number or one value per sample ``[B]``.
+    """
+    shape = (-1, *[1] * (t.dim() - 1))
     t = t.abs()
-    t = t - t.flatten(1).amin(dim=1).view(-1, *[1] * (t.dim() - 1))
-    t = t / (t.flatten(1).amax(dim=1).view(-1, *[1] * (t.dim() - 1)) + 1e-6)
+    t = t - t.flatten(1).amin(dim=1).view(shape)
+    eps = torch.as_tensor(eps, dtype=t.dtype, device=t.device)
+    t = t / (t.flatten(1).amax(dim=1).view(shape) + (eps.view(shape) if eps.dim() else eps))
     return t.sum(dim=1, keepdim=True)
 
 
@@ -41,7 +49,11 @@ class FullGrad(Explainer):
     """FullGrad (Srinivas & Fleuret 2019): ``psi(grad * x) + sum_l psi(grad_l * b_l)``.
 
     The sum runs over layers with 4-D outputs (conv, BatchNorm2d); bias maps are upsampled
-    bilinearly with ``align_corners=True`` as in the authors' code. Linear-layer biases enter the
+    bilinearly with ``align_corners=True`` as in the authors' code. The stabiliser of
+    :func:`psi` is ``1e-6`` times the image's largest ``|term|`` (input and 4-D bias terms),
+    where the authors' code adds an absolute ``1e-6``: the same when that term is about 1, and
+    invariant to a rescaling of the logits (an absolute one weighs the terms by their size once
+    gradients are below ~1e-6). Linear-layer biases enter the
     decomposition (:meth:`decompose`) but not the map. Needs a convolutional network without
     token reshape; BatchNorm must be in eval mode (its running statistics define the bias).
 
@@ -110,8 +122,10 @@ class FullGrad(Explainer):
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
         grad, terms, _ = self.decompose(x, target)
-        saliency = psi(grad * x)
-        for t in terms:
-            if t.dim() == 4:
-                saliency = saliency + upsample(psi(t), x.shape[-2:], align_corners=True)
+        maps = [grad * x] + [t for t in terms if t.dim() == 4]
+        eps = EPS * torch.stack([t.abs().flatten(1).amax(1) for t in maps]).amax(0)  # [B]
+        eps = torch.where(eps > 0, eps, EPS)  # all terms zero: psi gives 0, not 0 / 0
+        saliency = psi(maps[0], eps)
+        for t in maps[1:]:
+            saliency = saliency + upsample(psi(t, eps), x.shape[-2:], align_corners=True)
         return saliency

@@ -17,8 +17,10 @@ SIGMA_MODES = ("range", "absolute")
 class NoiseTunnel(Explainer):
     """Base explainer applied to noisy copies ``x + s * eps`` of the input (Captum NoiseTunnel).
 
-    The noise ``eps [n_samples, C, H, W]`` is standard normal, drawn on every call from
-    ``torch.Generator().manual_seed(seed)`` and shared by all images of the batch. Subclasses
+    The noise ``eps [n_samples, C, H, W]`` is standard normal, drawn on every call in float32
+    on the CPU from ``torch.Generator().manual_seed(seed)``, then cast to the input's dtype and
+    device: the same seed gives the same noise (up to that cast) for float32, float64 or half
+    inputs, on any device. It is shared by all images of the batch. Subclasses
     reduce the ``n_samples`` attributions of each image (:meth:`reduce`).
 
     Args:
@@ -61,10 +63,12 @@ class NoiseTunnel(Explainer):
         self.seed = int(seed)
 
     def noise(self, x: Tensor) -> Tensor:  # [B,C,H,W] -> [n_samples,C,H,W]
-        """The standard-normal noise of this call (the same on every call and for every image)."""
+        """The standard-normal noise of this call (the same on every call, for every image and
+        whatever ``x``'s dtype: drawn in float32, then cast)."""
         generator = torch.Generator().manual_seed(self.seed)
         shape = (self.n_samples, *x.shape[1:])
-        return torch.randn(shape, generator=generator, dtype=x.dtype).to(x.device)
+        noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+        return noise.to(device=x.device, dtype=x.dtype)
 
     def scale(self, x: Tensor) -> Tensor:  # [B,C,H,W] -> [B]
         """The noise standard deviation of each image."""

@@ -5,13 +5,26 @@ normalised input space). Its outer products ``g g^T``, summed over a ``k x k`` w
 weights and zero padding, form a structure tensor ``J(x, y)`` (C x C) per pixel, as in corner
 detection. A criterion turns ``J`` into one non-negative score per pixel:
 
-* ``noble``: ``det(J) / (trace(J) + eps)`` (Noble's corner measure, eps = 1e-6);
+* ``noble``: ``det(J) / (trace(J) + eps * s)`` (Noble's corner measure);
 * ``frobenius``: ``||J||_F``;
 * ``min_eigenvalue``: the exact smallest eigenvalue of ``J`` (closed form for C <= 3).
 
+Scale: the criteria are computed on ``J / s``, with ``s`` the mean of ``trace(J)`` over the
+image's pixels (its own gradient scale), all in float64. So the map is the paper's up to one
+positive factor per image (``s^-1`` for Frobenius and the eigenvalue, ``s^(1-C)`` for Noble), it
+does not change when the logits are multiplied by any constant, and it cannot underflow when
+cast to float32 (with the paper's fixed ``eps = 1e-6``, gradients of ~2e-10, as after
+cascading randomisation, give ``det(J) / (trace(J) + eps) ~ 1e-47``: exactly 0 in float32).
+``eps`` is therefore relative: ``1e-6`` of the image's mean trace. A determinant below ``DET_RTOL *
+trace(J)^C`` is rounding noise of a rank-deficient ``J`` and is set to 0 (a 1x1 window gives
+``J = g g^T``, of rank one, whose Noble score is 0 by definition).
+
+Window: ``k = 7`` at 224 px in the paper. ``window="auto"`` (the default) scales it with the
+input as the benchmarks' windows do (:mod:`xai_bench.metrics.resolution`): ``7 * min(H, W) /
+224`` rounded, made odd (an even value is increased by one), at least 3 (:func:`auto_window`).
+
 The ablations of the paper's §4.4 are ``component="patch"`` (the signed gradient summed over the
 window and the channels, no outer product) and ``window=1`` (the corner criterion alone).
-Computation after the gradient runs in float64.
 """
 
 from __future__ import annotations
@@ -23,9 +36,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xai_bench.methods.base import Explainer, input_gradient
+from xai_bench.metrics.resolution import is_auto, scale_px
 from xai_bench.models.meta import ModelMeta
 
 CRITERIA = ("noble", "frobenius", "min_eigenvalue")
+PAPER_WINDOW, PAPER_SIZE = 7, 224  # the paper's 7x7 window on 224 px inputs
+DET_RTOL = 1e-12  # det(J) <= DET_RTOL * trace(J)^C: rounding noise (cofactor error ~1e-15)
+
+
+def auto_window(size: int) -> int:
+    """The paper's 7 px window at 224 px scaled to inputs of side ``size``: ``7 * size / 224``
+    rounded, odd (even values go up by one), at least 3 (32 px: 3; 64 px: 3; 128 px: 5;
+    224 px: 7; 448 px: 15)."""
+    return scale_px(PAPER_WINDOW, size, minimum=3, odd=True, reference=PAPER_SIZE)
+
+
+def gradient_scale(J: Tensor) -> Tensor:  # [B, C, C, H, W] -> [B]
+    """Each image's mean ``trace(J)`` over its pixels (0 for a zero gradient)."""
+    return J.diagonal(dim1=1, dim2=2).sum(-1).mean(dim=(1, 2))
 
 
 def window_sum(x: Tensor, k: int) -> Tensor:
@@ -78,11 +106,18 @@ def min_eigenvalue(J: Tensor) -> Tensor:
 
 
 def criterion_map(J: Tensor, criterion: str, eps: float = 1e-6) -> Tensor:
-    """Apply a corner criterion to ``[B, C, C, H, W]`` structure tensors -> ``[B, H, W]``."""
+    """Apply a corner criterion to ``[B, C, C, H, W]`` structure tensors -> ``[B, H, W]``.
+
+    ``eps`` is added to Noble's denominator as given: :class:`OPPSD` passes tensors scaled to
+    unit mean trace, which makes it relative. A determinant at most ``DET_RTOL * trace^C``
+    counts as 0 (rounding noise of a rank-deficient ``J``).
+    """
     if criterion == "noble":
         trace = J.diagonal(dim1=1, dim2=2).sum(-1)
         det = torch.linalg.det(J.permute(0, 3, 4, 1, 2)) if J.shape[1] > 3 else _small_det(J)
-        return (det / (trace + eps)).clamp_min(0)
+        det = torch.where(det <= DET_RTOL * trace.pow(J.shape[1]), torch.zeros_like(det), det)
+        den = trace + eps
+        return torch.where(den > 0, det / torch.where(den > 0, den, 1.0), 0.0)
     if criterion == "frobenius":
         return J.pow(2).sum((1, 2)).sqrt()
     if criterion == "min_eigenvalue":
@@ -111,8 +146,9 @@ class OPPSD(Explainer):
         model: the classifier.
         meta: its facts (unused beyond applicability: OPPSD needs only input gradients).
         criterion: ``noble``, ``frobenius`` or ``min_eigenvalue``.
-        window: side ``k`` of the summation window (7 in the paper; 1 = corner-only ablation).
-        eps: stabiliser of Noble's denominator.
+        window: side ``k`` of the summation window, an odd number (7 at 224 px in the paper;
+            1 = corner-only ablation), or ``"auto"``: :func:`auto_window` of the input size.
+        eps: stabiliser of Noble's denominator, relative to the image's mean ``trace(J)``.
         component: ``full`` (the method) or ``patch`` (ablation: signed gradient summed over the
             window and channels, without outer products; rank by its absolute value).
     """
@@ -124,7 +160,7 @@ class OPPSD(Explainer):
         model: nn.Module,
         meta: ModelMeta | None = None,
         criterion: str = "noble",
-        window: int = 7,
+        window: int | str | None = "auto",
         eps: float = 1e-6,
         component: str = "full",
     ) -> None:
@@ -133,13 +169,24 @@ class OPPSD(Explainer):
             raise ValueError(f"unknown OPPSD criterion '{criterion}' (one of {CRITERIA})")
         if component not in ("full", "patch"):
             raise ValueError(f"unknown OPPSD component '{component}' (full or patch)")
-        if window < 1 or window % 2 == 0:
-            raise ValueError("window must be a positive odd number")
+        if is_auto(window):
+            window = "auto"
+        elif not isinstance(window, int) or window < 1 or window % 2 == 0:
+            raise ValueError(f"window must be a positive odd number or 'auto', got {window!r}")
+        if not eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
         self.criterion, self.window, self.eps, self.component = criterion, window, eps, component
+
+    def window_size(self, x: Tensor) -> int:
+        """The window side ``k`` for inputs ``x`` (resolves ``"auto"``)."""
+        return auto_window(min(x.shape[-2:])) if self.window == "auto" else int(self.window)
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
         grad = input_gradient(self.model, x, target)[0].double()
+        k = self.window_size(x)
         if self.component == "patch":
-            return window_sum(grad.sum(1, keepdim=True), self.window)
-        J = structure_tensor(grad, self.window)
+            return window_sum(grad.sum(1, keepdim=True), k)
+        J = structure_tensor(grad, k)
+        scale = gradient_scale(J)  # [B]; 0 only for an all-zero gradient (then J = 0)
+        J = J / torch.where(scale > 0, scale, torch.ones_like(scale)).view(-1, 1, 1, 1, 1)
         return criterion_map(J, self.criterion, self.eps).unsqueeze(1)

@@ -9,6 +9,14 @@ A pipeline is a list of steps, each a name or a one-key mapping ``{name: argumen
 Every step maps ``[B, C, H, W]`` to ``[B, C', H, W]`` on the same device, and normalisations
 turn a constant map into zeros instead of NaNs.
 
+A map is *constant* when its values span at most :data:`CONSTANT_RTOL` (1e-5) of its largest
+magnitude (:func:`constant_maps`), not only when the span is exactly 0. Float32 rounding leaves
+ripples of one or two units in the last place (about 1e-7 relative) on maps that are constant by
+definition (GradMid at a layer feeding global pooling, bilinearly upsampled); min-max scaling
+with ``span > 0`` would stretch that ripple into a full [0, 1] noise map. The threshold is the
+same for every dtype, so that a map computed in float32 and in float64 is constant in both or in
+neither; :func:`xai_bench.methods.cam_base.minmax` applies the same rule inside the methods.
+
 Non-finite maps stay non-finite: a map that holds a NaN or an infinite value becomes all NaN
 in every normalisation (:func:`clip_percentile`, :func:`minmax`, :func:`maxabs`) and after any
 :class:`Postprocess` pipeline, so no step turns it into a plausible finite map (dividing by an
@@ -26,6 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 Step = Callable[..., Tensor]
+
+CONSTANT_RTOL = 1e-5  # span <= CONSTANT_RTOL * max|value|: a constant map (see module doc)
 
 
 def _flat(x: Tensor) -> Tensor:
@@ -65,13 +75,20 @@ def clip_percentile(x: Tensor, q: float = 99.0) -> Tensor:
     return poison(scaled.clamp(-1.0, 1.0), nonfinite_maps(x))
 
 
-def minmax(x: Tensor) -> Tensor:
-    """Per-sample min-max scaling to [0, 1]; constant maps become 0, maps with a non-finite
-    value all NaN."""
+def constant_maps(lo: Tensor, hi: Tensor, rtol: float = CONSTANT_RTOL) -> Tensor:
+    """Elementwise: a map with minimum ``lo`` and maximum ``hi`` is constant, ``hi - lo <=
+    rtol * max(|lo|, |hi|)`` (so an all-zero map is constant, and a span of rounding noise)."""
+    return (hi - lo) <= rtol * torch.maximum(lo.abs(), hi.abs())
+
+
+def minmax(x: Tensor, rtol: float = CONSTANT_RTOL) -> Tensor:
+    """Per-sample min-max scaling to [0, 1]; constant maps (:func:`constant_maps` with
+    ``rtol``) become 0, maps with a non-finite value all NaN."""
     lo = _per_sample(_flat(x).amin(1), x)
     hi = _per_sample(_flat(x).amax(1), x)
     span = hi - lo
-    out = torch.where(span > 0, (x - lo) / torch.where(span > 0, span, 1.0), torch.zeros_like(x))
+    flat = constant_maps(lo, hi, rtol)
+    out = torch.where(flat, torch.zeros_like(x), (x - lo) / torch.where(flat, 1.0, span))
     return poison(out, nonfinite_maps(x))
 
 
