@@ -102,7 +102,10 @@ def imagenet(root: Path, train: int, val: int) -> Path:
         ),
         (("benchmark=pixel_perturbation", "benchmark.n_images=0"), r"n_images must be .*got 0"),
         (("benchmark=pixel_perturbation", "benchmark.batch_size=0"), r"batch_size must be .*got 0"),
-        (("benchmark=sanity_checks", "benchmark.hog_cell=0"), r"hog_cell must be 'auto' or an integer >= 1"),  # noqa: E501
+        (
+            ("benchmark=sanity_checks", "benchmark.hog_cell=0"),
+            r"hog_cell must be 'auto' or an integer >= 1",
+        ),
         (("benchmark=class_sensitivity", "benchmark.hog_cell=0"), r"hog_cell must be"),
         (
             ("benchmark=pixel_perturbation", "benchmark.fractions=[0.1,1.5]"),
@@ -115,7 +118,10 @@ def imagenet(root: Path, train: int, val: int) -> Path:
         ),
         (("benchmark=roar", "benchmark.train_limit=0"), r"train_limit must be an integer >= 1"),
         (("benchmark=roar", "benchmark.recipe.lr=0"), r"benchmark.recipe: lr must be a number > 0"),
-        (("benchmark=pixel_perturbation", "benchmark.blur_sigma=0"), r"blur_sigma must be 'auto' or a number > 0"),  # noqa: E501
+        (
+            ("benchmark=pixel_perturbation", "benchmark.blur_sigma=0"),
+            r"blur_sigma must be 'auto' or a number > 0",
+        ),
         (("benchmark=input_invariance", "benchmark.fit_split=tset"), r"fit_split must be one of"),
         (
             ("benchmark=deletion_insertion", "benchmark.internal_batch_size=0"),

@@ -66,7 +66,10 @@ def test_training_step_blends_the_ground_truth_class_maps(monkeypatch) -> None:
     module.training_step({"image": x, "label": y, "index": torch.arange(4)}, 0)
 
     ref_net = copy.deepcopy(net).eval()
-    explainer = GroupCAM(ref_net, layer="layer3", groups=16, theta=None, forward_only=True)
+    explainer = GroupCAM(
+        ref_net, layer="layer3", groups=16, theta=None, forward_only=True, blur_kernel=51,
+        blur_sigma=50.0,  # GroupCAMAugment's default: the paper's blur
+    )
     maps = explainer(x, y)
     assert int((maps.flatten(1).amax(1) > maps.flatten(1).amin(1)).sum()) == 2, "two real maps"
     assert torch.equal(seen["x"], groupcam_blend(x, maps, 51, 50.0))

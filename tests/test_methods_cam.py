@@ -264,7 +264,14 @@ GROUPCAM_CASES = [(32, 70, False), (5, 70, False), (16, None, True), (3, 50, Tru
 def test_groupcam_matches_reference_loop(groups: int, theta: float | None, fwd: bool) -> None:
     net, (x, t) = tiny_cnn(), inputs(3)
     out = GroupCAM(
-        net, layer=LAYER, groups=groups, theta=theta, forward_only=fwd, internal_batch_size=4
+        net,
+        layer=LAYER,
+        groups=groups,
+        theta=theta,
+        forward_only=fwd,
+        internal_batch_size=4,
+        blur_kernel=51,
+        blur_sigma=50.0,  # the paper's blur, as in the reference
     )(x, t)
     ref = [_groupcam_reference(net, x[i : i + 1], t[i], groups, theta, fwd) for i in range(3)]
     ref = torch.cat(ref)
@@ -274,7 +281,8 @@ def test_groupcam_matches_reference_loop(groups: int, theta: float | None, fwd: 
 def test_groupcam_one_group_is_normalised_gradcam() -> None:
     """G = 1 without de-noising: alpha * minmax(Grad-CAM) -> minmax(Grad-CAM) if alpha > 0."""
     net, (x, t) = tiny_cnn(), inputs(4)
-    out = GroupCAM(net, layer=LAYER, groups=1, theta=None)(x, t).double()
+    out = GroupCAM(net, layer=LAYER, groups=1, theta=None, blur_kernel=51, blur_sigma=50.0)
+    out = out(x, t).double()
     gradcam = minmax(GradCAM(net, layer=LAYER)(x, t).double())
     blur = gaussian_blur(x, 51, 50.0)
     with torch.no_grad():

@@ -79,3 +79,19 @@ def test_pointing_tolerance_resolves_from_the_model_input(make_cfg, tmp_path) ->
     out = run(make_cfg(*args), tmp_path / "auto")
     fixed = run(make_cfg(*args, "benchmark.tolerance=15"), tmp_path / "fixed")
     assert out["tolerance"] == pytest.approx(15 * 64 / 224) and fixed["tolerance"] == 15.0
+
+
+def test_method_blurs_scale_with_the_input() -> None:
+    import torch
+
+    from xai_bench.methods.groupcam import GroupCAM
+    from xai_bench.methods.integrated_gradients import IntegratedGradients
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten())
+    small, paper = torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 224, 224)
+    ig = IntegratedGradients(net, baseline="blur")
+    assert ig.blur(paper) == (51, 50.0)
+    assert ig.blur(small) == (7, pytest.approx(50 * 32 / 224))
+    cam = GroupCAM(net, layer="0")
+    assert cam.blur(small) == ig.blur(small) and cam.blur(paper) == (51, 50.0)
+    assert GroupCAM(net, layer="0", blur_kernel=11, blur_sigma=5).blur(small) == (11, 5.0)

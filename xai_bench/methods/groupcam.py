@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from xai_bench.methods.base import target_logits
 from xai_bench.methods.cam_base import CAM, minmax, upsample
+from xai_bench.metrics.resolution import float_option, px_option, resolve_blur
 from xai_bench.models.meta import ModelMeta
 from xai_bench.utils.batching import chunked
 from xai_bench.utils.blur import gaussian_blur
@@ -39,8 +40,9 @@ class GroupCAM(CAM):
         layer, reshape, num_prefix_tokens: as in :class:`~xai_bench.methods.cam_base.CAM`.
         groups: number of channel groups ``G`` (paper: 32).
         theta: de-noising percentile in [0, 100] (paper: 70), ``None`` to skip.
-        blur_kernel: odd Gaussian kernel size of the baseline (paper: 51).
-        blur_sigma: its standard deviation in pixels (paper: 50).
+        blur_kernel: odd Gaussian kernel size of the baseline in px; ``auto``: the paper's 51
+            px at 224 px inputs, scaled to the input (:mod:`~xai_bench.metrics.resolution`).
+        blur_sigma: its standard deviation in px; ``auto``: the paper's 50 px, scaled.
         forward_only: the fine-tuning variant (spec §1.3): groups of raw activations, no
             gradient weights and no backward pass (combine with ``theta=None``, ``groups=16``).
         internal_batch_size: perturbed inputs per forward pass (``None``: all at once).
@@ -57,8 +59,8 @@ class GroupCAM(CAM):
         num_prefix_tokens: int = 0,
         groups: int = 32,
         theta: float | None = 70.0,
-        blur_kernel: int = 51,
-        blur_sigma: float = 50.0,
+        blur_kernel: int | str = "auto",
+        blur_sigma: float | str = "auto",
         forward_only: bool = False,
         internal_batch_size: int | None = 64,
     ) -> None:
@@ -68,12 +70,17 @@ class GroupCAM(CAM):
             raise ValueError(f"theta is a percentile in [0, 100], got {theta}")
         self.groups = int(groups)
         self.theta = None if theta is None else float(theta)
-        self.blur_kernel = int(blur_kernel)
-        self.blur_sigma = float(blur_sigma)
+        self.blur_kernel = px_option(blur_kernel, "blur_kernel")
+        self.blur_sigma = float_option(blur_sigma, "blur_sigma")
         self.forward_only = bool(forward_only)
         self.uses_gradients = not self.forward_only
         self.internal_batch_size = internal_batch_size
         super().__init__(model, meta, layer, reshape, num_prefix_tokens, relu=True)
+
+    def blur(self, x: Tensor) -> tuple[int, float]:
+        """``(kernel size, sigma)`` of the blur for inputs ``x`` (``auto``: 51 px / sigma 50 at
+        224 px, scaled to the input's shorter side)."""
+        return resolve_blur(self.blur_kernel, self.blur_sigma, (51, 50.0), min(x.shape[-2:]))
 
     def group_masks(self, acts: Tensor, grads: Tensor | None, size: tuple[int, int]) -> Tensor:
         """Initial masks ``M'_l`` ``[B, G', H, W]`` in [0, 1] (``G'`` chunks as torch.chunk)."""
@@ -93,7 +100,7 @@ class GroupCAM(CAM):
     def alphas(self, x: Tensor, target: Tensor, masks: Tensor) -> Tensor:  # -> [B,G']
         """Confidence gains ``p_c(I'_l) - p_c(blur(x))``, batched over samples and groups."""
         b, n = masks.shape[:2]
-        blurred = gaussian_blur(x, self.blur_kernel, self.blur_sigma)
+        blurred = gaussian_blur(x, *self.blur(x))
         flat = masks.flatten(0, 1).unsqueeze(1)  # [B*G',1,H,W]
 
         def prob(inputs: Tensor, sample: Tensor) -> Tensor:  # -> [n]

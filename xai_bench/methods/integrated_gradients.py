@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from xai_bench.methods.base import Explainer, input_gradient
+from xai_bench.metrics.resolution import float_option, px_option, resolve_blur
 from xai_bench.models.meta import ModelMeta
 from xai_bench.utils.blur import gaussian_blur
 
@@ -55,8 +56,10 @@ class IntegratedGradients(Explainer):
             per-channel mean of x).
         black_value: the black pixel in normalised units, one value or one per channel;
             ``None`` maps pixel value 0 through the model's normalisation, ``(0 - mean) / std``.
-        blur_kernel: kernel size of the ``blur`` baseline.
-        blur_sigma: standard deviation of the ``blur`` baseline.
+        blur_kernel: kernel size of the ``blur`` baseline in px; ``auto``: 51 px at 224 px
+            inputs, scaled to the input (:mod:`~xai_bench.metrics.resolution`).
+        blur_sigma: standard deviation of the ``blur`` baseline in px; ``auto``: 50 px at
+            224 px, scaled.
         integration: ``riemann_trapezoid`` or ``gausslegendre`` (see :func:`quadrature`).
         multiply_by_inputs: multiply the path gradient by ``x - x0`` (the method); ``False``
             returns the averaged path gradient.
@@ -73,8 +76,8 @@ class IntegratedGradients(Explainer):
         steps: int = 50,
         baseline: str = "zero",
         black_value: float | Sequence[float] | None = None,
-        blur_kernel: int = 51,
-        blur_sigma: float = 50.0,
+        blur_kernel: int | str = "auto",
+        blur_sigma: float | str = "auto",
         integration: str = "riemann_trapezoid",
         multiply_by_inputs: bool = True,
         internal_batch_size: int | None = None,
@@ -86,10 +89,16 @@ class IntegratedGradients(Explainer):
             raise ValueError("internal_batch_size must be >= 1 or None")
         self.alphas, self.weights = quadrature(integration, int(steps))
         self.steps, self.baseline, self.integration = int(steps), baseline, integration
-        self.blur_kernel, self.blur_sigma = int(blur_kernel), float(blur_sigma)
+        self.blur_kernel = px_option(blur_kernel, "blur_kernel")
+        self.blur_sigma = float_option(blur_sigma, "blur_sigma")
         self.multiply_by_inputs = multiply_by_inputs
         self.internal_batch_size = internal_batch_size
         self.black_value = self._black_value(black_value) if baseline == "black" else None
+
+    def blur(self, x: Tensor) -> tuple[int, float]:
+        """``(kernel size, sigma)`` of the blur for inputs ``x`` (``auto``: 51 px / sigma 50 at
+        224 px, scaled to the input's shorter side)."""
+        return resolve_blur(self.blur_kernel, self.blur_sigma, (51, 50.0), min(x.shape[-2:]))
 
     def _black_value(self, value: float | Sequence[float] | None) -> list[float]:
         if value is not None:
@@ -110,7 +119,7 @@ class IntegratedGradients(Explainer):
                 )
             return value.view(1, -1, 1, 1).expand_as(x).clone()
         if self.baseline == "blur":
-            return gaussian_blur(x, self.blur_kernel, self.blur_sigma)
+            return gaussian_blur(x, *self.blur(x))
         return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
 
     def path_gradient(self, x: Tensor, x0: Tensor, target: Tensor) -> Tensor:
