@@ -25,7 +25,7 @@ EMBEDDED := overview,gallery,sanity_checks,pixel_perturbation,deletion_insertion
 
 run: $(STAMP) ## the embedded default: trains small models once, runs every benchmark briefly, writes outputs/embedded/summary.md
 	OMP_NUM_THREADS=1 $(BIN)/xai-bench -m experiment=embedded benchmark=$(EMBEDDED)
-	OMP_NUM_THREADS=1 $(BIN)/xai-bench experiment=embedded_multi
+	OMP_NUM_THREADS=1 $(BIN)/xai-bench -m experiment=embedded_multi benchmark=overview,class_sensitivity
 	OMP_NUM_THREADS=1 $(BIN)/xai-bench experiment=embedded_multi benchmark=pointing_game
 	OMP_NUM_THREADS=1 $(BIN)/xai-bench experiment=embedded_multi benchmark=pointing_game_restricted
 	OMP_NUM_THREADS=1 $(BIN)/xai-bench experiment=input_invariance experiment_name=embedded

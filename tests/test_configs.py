@@ -95,15 +95,27 @@ def test_launcher_presets_compose(tmp_path, launcher: str) -> None:
         assert cfg.hydra.launcher.submitit_folder.startswith(str(tmp_path))
 
 
+RESNET8_MULTI_RECIPE = (
+    "train.lr=3e-3 train.batch_size=128 train.max_epochs=8 train.step_size=3 train.gamma=0.5 "
+    "train.milestones=[]"
+)
+
+
 @pytest.mark.parametrize(
     ("experiment", "key"),
     [
         ("embedded", "resnet8-shapes-0be2149820"),
-        ("embedded_multi", "resnet8-shapes_multi-f951cf9a76"),
+        ("embedded_multi", "vgg16_small-shapes_multi-bd619e9abe"),
+        ("embedded_vgg", "vgg16_small-shapes-98a987d3c1"),
+        # the ResNet-8 that embedded_multi trained before it moved to the VGG (issue 12)
+        (
+            f"embedded_multi model=resnet8 model.net.widths=[16,32,64] {RESNET8_MULTI_RECIPE}",
+            "resnet8-shapes_multi-f951cf9a76",
+        ),
         ("input_invariance", "mlp-digits-d92bdb9644"),
     ],
 )
 def test_embedded_checkpoint_keys_are_stable(make_cfg, experiment: str, key: str) -> None:
     """A code or config move must not change these keys: users' trained models would retrain."""
-    cfg = make_cfg(f"experiment={experiment}")
+    cfg = make_cfg(*f"experiment={experiment}".split())
     assert Workspace(cfg, cfg.paths.output_dir).checkpoint_dir.name == key

@@ -9,7 +9,7 @@ import pytest
 from xai_bench.benchmarks.class_sensitivity import ClassSensitivity
 from xai_bench.benchmarks.deletion_insertion import DeletionInsertion
 from xai_bench.benchmarks.sanity_checks import SanityChecks
-from xai_bench.metrics.resolution import (
+from xai_bench.utils.resolution import (
     float_option,
     px_option,
     resolve_blur,

@@ -211,10 +211,14 @@ class Workspace:
             force=self.force,
         )
 
-    def fresh_net(self, seed: int | None = None) -> nn.Module:
-        """A newly built, randomly initialised network (seeded by ``seed``, default the run's)."""
+    def fresh_net(self, seed: int | None = None, training: bool = False) -> nn.Module:
+        """A newly built, randomly initialised network (seeded by ``seed``, default the run's).
+        ``training``: with the ``model.train_net`` arguments, if any, for the network that
+        ``benchmark=train`` trains (e.g. ``batch_norm: true`` for the small VGG, whose norms
+        are folded into its convs when the checkpoint is loaded into ``model.net``)."""
         torch.manual_seed(self.seed if seed is None else int(seed))
-        return instantiate(self.cfg.model.net)
+        extra = self.cfg.model.get("train_net") if training else None
+        return instantiate(self.cfg.model.net, **(extra or {}))
 
     def build_datamodule(self) -> ImageDataModule:
         """A new datamodule of the run's dataset (not :attr:`datamodule`), augmentation off."""
@@ -252,7 +256,7 @@ class Workspace:
         dm.augment = recipe.augment
         try:
             return train_classifier(
-                self.fresh_net(),
+                self.fresh_net(training=True),
                 dm,
                 self.checkpoint_dir,
                 trainer_kwargs=self.trainer_kwargs,

@@ -30,8 +30,8 @@ from xai_bench.engine.context import RunContext
 from xai_bench.methods.base import Explainer
 from xai_bench.metrics.aggregate import NONFINITE, aggregate, check_constant_maps
 from xai_bench.metrics.postprocess import Postprocess, nonfinite_maps
-from xai_bench.metrics.resolution import HOG_CELL, REFERENCE_SIDE, px_option, resolve_px
 from xai_bench.metrics.similarity import hog_spearman, spearman
+from xai_bench.utils.resolution import HOG_CELL, REFERENCE_SIDE, px_option, resolve_px
 from xai_bench.viz.sanity import class_sensitivity_bars
 
 METRICS = ("spearman", "hog_spearman")
@@ -50,7 +50,7 @@ class ClassSensitivity(EvalBenchmark):
         hog_postprocess: steps applied before HOG (default: PathwayGrad's signed max-``|.|``
             channel, scaled to [-1, 1] so that HOG's epsilon is negligible).
         hog_cell: HOG cell size in pixels; ``auto``: the papers' 16 px at 224 px scaled to the
-            input (:mod:`~xai_bench.metrics.resolution`, at least 2).
+            input (:mod:`~xai_bench.utils.resolution`, at least 2).
         constant_maps: ``nan`` (SciPy's NaN for a constant map, left out of the mean and
             counted as ``n_nan``: Rebuffi's "mean over finite values") or ``define``
             (1 for two constant maps, 0 for one).

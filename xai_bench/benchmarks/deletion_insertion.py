@@ -45,7 +45,7 @@ from xai_bench.metrics.perturbation import (
     trapezoid_auc,
 )
 from xai_bench.metrics.postprocess import Postprocess
-from xai_bench.metrics.resolution import float_option, px_option, resolve_blur
+from xai_bench.utils.resolution import float_option, px_option, resolve_blur
 from xai_bench.viz.perturbation import deletion_insertion_curves
 
 
@@ -66,7 +66,7 @@ class DeletionInsertion(EvalBenchmark):
         blur: blur preset, ``gcam`` (kornia 51 px, sigma 50, reflect) or ``rise`` (11 px,
             sigma 5, scipy kernel, zero padding).
         blur_kernel_size: the blur's kernel size in px; ``auto``: the preset's (at 224 px)
-            scaled to the input (:mod:`~xai_bench.metrics.resolution`).
+            scaled to the input (:mod:`~xai_bench.utils.resolution`).
         blur_sigma: the blur's sigma in px; ``auto``: the preset's, scaled likewise.
         score: ``softmax`` (spec; sigmoid for multi-label models) or ``logit``.
         postprocess: steps that collapse a map to one value per pixel; identity on the

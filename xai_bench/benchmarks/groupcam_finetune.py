@@ -27,7 +27,6 @@ from xai_bench.engine.context import RunContext
 from xai_bench.engine.fingerprint import fingerprint
 from xai_bench.engine.jobs import chunk_store, tidy_table
 from xai_bench.metrics.perturbation import BLUR_PRESETS
-from xai_bench.metrics.resolution import float_option, px_option, resolve_blur
 from xai_bench.training.fit import METRICS_FILE, MODEL_FILE, fit_and_test
 from xai_bench.training.groupcam_augment import FINETUNE_RECIPE, GroupCAMAugment
 from xai_bench.training.lit import Classifier, accuracy
@@ -36,6 +35,7 @@ from xai_bench.utils.distributed import remove_tree
 from xai_bench.utils.errors import UserInputError
 from xai_bench.utils.hashing import state_hash
 from xai_bench.utils.io import atomic_write_json
+from xai_bench.utils.resolution import float_option, px_option, resolve_blur
 from xai_bench.viz.curves import accuracy_curves
 
 VARIANTS = ("plain", "groupcam")
@@ -77,7 +77,7 @@ class GroupCAMFinetune(Benchmark):
         p: probability that a training image is replaced by its Group-CAM blend.
         groups: Group-CAM channel groups (paper: 16).
         blur_kernel: Gaussian blur kernel size in px; ``auto``: the paper's 51 px at 224 px,
-            scaled to the input (:mod:`~xai_bench.metrics.resolution`).
+            scaled to the input (:mod:`~xai_bench.utils.resolution`).
         blur_sigma: Gaussian blur sigma in px; ``auto``: the paper's 50 px, scaled likewise.
         internal_batch_size: Group-CAM's blended inputs per forward pass (not part of the key).
         progress: show Lightning's progress bar.

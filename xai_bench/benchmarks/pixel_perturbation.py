@@ -44,7 +44,7 @@ from xai_bench.metrics.perturbation import (
     trapezoid_auc,
 )
 from xai_bench.metrics.postprocess import Postprocess
-from xai_bench.metrics.resolution import float_option, px_option, resolve_blur
+from xai_bench.utils.resolution import float_option, px_option, resolve_blur
 from xai_bench.viz.perturbation import pixel_perturbation_curves
 
 ORDERS = ("least_first", "most_first")
@@ -65,7 +65,7 @@ class PixelPerturbation(EvalBenchmark):
         postprocess: steps that collapse a map to one value per pixel (OPPSD: channel mean, abs).
         tie_break: ``random`` (seeded per image) or ``index`` (numpy's argsort order).
         blur_kernel_size: kernel of the ``blur`` fill in px; ``auto``: Group-CAM's 51 px at
-            224 px scaled to the input (:mod:`~xai_bench.metrics.resolution`).
+            224 px scaled to the input (:mod:`~xai_bench.utils.resolution`).
         blur_sigma: sigma of the ``blur`` fill in px; ``auto``: 50 px at 224 px, scaled.
         internal_batch_size: perturbed images per forward pass (``None``: all at once).
     """

@@ -43,14 +43,14 @@ from xai_bench.metrics.pointing import (
     pair_hits,
 )
 from xai_bench.metrics.postprocess import Postprocess
-from xai_bench.metrics.resolution import (
+from xai_bench.utils.errors import UserInputError
+from xai_bench.utils.hashing import stable_hash
+from xai_bench.utils.resolution import (
     POINTING_TOLERANCE,
     REFERENCE_SIDE,
     float_option,
     resolve_float,
 )
-from xai_bench.utils.errors import UserInputError
-from xai_bench.utils.hashing import stable_hash
 from xai_bench.viz.pointing import accuracy_bars
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class PointingGame(EvalBenchmark):
         restricted: POSAGG's restricted game (one map for the top-scoring class per image).
         tolerance: hit radius in original-image pixels (strict ``<``); ``auto``: TorchRay's
             15 px at 224 px model inputs, scaled to the model's input side
-            (:mod:`~xai_bench.metrics.resolution`; 15 for 224 px models, about 4.3 at 64 px).
+            (:mod:`~xai_bench.utils.resolution`; 15 for 224 px models, about 4.3 at 64 px).
         gt: ``boxes`` (union of the class's boxes) or ``masks`` (union of instance masks).
         exclude_difficult: drop VOC difficult boxes from the ground truth (TorchRay keeps them;
             either way a class with only difficult boxes is skipped).

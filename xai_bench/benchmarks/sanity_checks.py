@@ -45,7 +45,8 @@ from xai_bench.methods.spec import MethodSpec
 from xai_bench.metrics import similarity as sim
 from xai_bench.metrics.aggregate import NONFINITE, aggregate, check_constant_maps
 from xai_bench.metrics.postprocess import nonfinite_maps
-from xai_bench.metrics.resolution import (
+from xai_bench.models.randomize import randomized_copy
+from xai_bench.utils.resolution import (
     HOG_CELL,
     REFERENCE_SIDE,
     SSIM_SIGMA,
@@ -54,7 +55,6 @@ from xai_bench.metrics.resolution import (
     resolve_float,
     resolve_px,
 )
-from xai_bench.models.randomize import randomized_copy
 from xai_bench.viz.sanity import stage_curves
 
 MODES = ("cascading", "independent")
@@ -143,7 +143,7 @@ class SanityChecks(EvalBenchmark):
         target: ``predicted`` (the randomised model's own argmax, Adebayo) or ``original``
             (the trained model's argmax for every stage).
         hog_cell: HOG cell size in pixels; ``auto``: the papers' 16 px at 224 px scaled to the
-            input (:mod:`~xai_bench.metrics.resolution`, at least 2; images need 3 cells per
+            input (:mod:`~xai_bench.utils.resolution`, at least 2; images need 3 cells per
             side).
         ssim_sigma: SSIM's Gaussian window sigma in pixels; ``auto``: scikit-image's 1.5 at
             224 px scaled to the input (at least 0.5).

@@ -21,9 +21,9 @@ from torch import Tensor, nn
 
 from xai_bench.methods.base import Explainer, target_logits
 from xai_bench.methods.hooks import capture
-from xai_bench.metrics.postprocess import CONSTANT_RTOL, constant_maps
 from xai_bench.models.layers import to_feature_map
 from xai_bench.models.meta import ModelMeta
+from xai_bench.utils.numerics import CONSTANT_RTOL, constant_maps
 
 
 def _single_call(store: dict[str, list[Tensor]], name: str) -> Tensor:

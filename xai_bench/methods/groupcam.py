@@ -13,10 +13,10 @@ from torch import Tensor, nn
 
 from xai_bench.methods.base import target_logits
 from xai_bench.methods.cam_base import CAM, minmax, upsample
-from xai_bench.metrics.resolution import float_option, px_option, resolve_blur
 from xai_bench.models.meta import ModelMeta
 from xai_bench.utils.batching import chunked
 from xai_bench.utils.blur import gaussian_blur
+from xai_bench.utils.resolution import float_option, px_option, resolve_blur
 
 
 class GroupCAM(CAM):
@@ -41,7 +41,7 @@ class GroupCAM(CAM):
         groups: number of channel groups ``G`` (paper: 32).
         theta: de-noising percentile in [0, 100] (paper: 70), ``None`` to skip.
         blur_kernel: odd Gaussian kernel size of the baseline in px; ``auto``: the paper's 51
-            px at 224 px inputs, scaled to the input (:mod:`~xai_bench.metrics.resolution`).
+            px at 224 px inputs, scaled to the input (:mod:`~xai_bench.utils.resolution`).
         blur_sigma: its standard deviation in px; ``auto``: the paper's 50 px, scaled.
         forward_only: the fine-tuning variant (spec §1.3): groups of raw activations, no
             gradient weights and no backward pass (combine with ``theta=None``, ``groups=16``).

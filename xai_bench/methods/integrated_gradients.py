@@ -9,9 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from xai_bench.methods.base import Explainer, input_gradient
-from xai_bench.metrics.resolution import float_option, px_option, resolve_blur
 from xai_bench.models.meta import ModelMeta
 from xai_bench.utils.blur import gaussian_blur
+from xai_bench.utils.resolution import float_option, px_option, resolve_blur
 
 BASELINES = ("zero", "black", "blur", "mean")
 INTEGRATIONS = ("riemann_trapezoid", "gausslegendre")
@@ -57,7 +57,7 @@ class IntegratedGradients(Explainer):
         black_value: the black pixel in normalised units, one value or one per channel;
             ``None`` maps pixel value 0 through the model's normalisation, ``(0 - mean) / std``.
         blur_kernel: kernel size of the ``blur`` baseline in px; ``auto``: 51 px at 224 px
-            inputs, scaled to the input (:mod:`~xai_bench.metrics.resolution`).
+            inputs, scaled to the input (:mod:`~xai_bench.utils.resolution`).
         blur_sigma: standard deviation of the ``blur`` baseline in px; ``auto``: 50 px at
             224 px, scaled.
         integration: ``riemann_trapezoid`` or ``gausslegendre`` (see :func:`quadrature`).

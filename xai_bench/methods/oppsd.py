@@ -20,7 +20,7 @@ trace(J)^C`` is rounding noise of a rank-deficient ``J`` and is set to 0 (a 1x1 
 ``J = g g^T``, of rank one, whose Noble score is 0 by definition).
 
 Window: ``k = 7`` at 224 px in the paper. ``window="auto"`` (the default) scales it with the
-input as the benchmarks' windows do (:mod:`xai_bench.metrics.resolution`): ``7 * min(H, W) /
+input as the benchmarks' windows do (:mod:`xai_bench.utils.resolution`): ``7 * min(H, W) /
 224`` rounded, made odd (an even value is increased by one), at least 3 (:func:`auto_window`).
 
 The ablations of the paper's §4.4 are ``component="patch"`` (the signed gradient summed over the
@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xai_bench.methods.base import Explainer, input_gradient
-from xai_bench.metrics.resolution import is_auto, scale_px
 from xai_bench.models.meta import ModelMeta
+from xai_bench.utils.resolution import is_auto, scale_px
 
 CRITERIA = ("noble", "frobenius", "min_eigenvalue")
 PAPER_WINDOW, PAPER_SIZE = 7, 224  # the paper's 7x7 window on 224 px inputs

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-Step = Callable[..., Tensor]
+from xai_bench.utils.numerics import CONSTANT_RTOL, constant_maps
 
-CONSTANT_RTOL = 1e-5  # span <= CONSTANT_RTOL * max|value|: a constant map (see module doc)
+Step = Callable[..., Tensor]
 
 
 def _flat(x: Tensor) -> Tensor:
@@ -73,12 +73,6 @@ def clip_percentile(x: Tensor, q: float = 99.0) -> Tensor:
     top = _per_sample(top, x)
     scaled = x / torch.where(top > 0, top, torch.ones_like(top))
     return poison(scaled.clamp(-1.0, 1.0), nonfinite_maps(x))
-
-
-def constant_maps(lo: Tensor, hi: Tensor, rtol: float = CONSTANT_RTOL) -> Tensor:
-    """Elementwise: a map with minimum ``lo`` and maximum ``hi`` is constant, ``hi - lo <=
-    rtol * max(|lo|, |hi|)`` (so an all-zero map is constant, and a span of rounding noise)."""
-    return (hi - lo) <= rtol * torch.maximum(lo.abs(), hi.abs())
 
 
 def minmax(x: Tensor, rtol: float = CONSTANT_RTOL) -> Tensor:
