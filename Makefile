@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run roar finetune test test-all lint format clean
+.PHONY: help install run run-resnet8 run-vgg roar finetune test test-all lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -22,14 +22,20 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install the package with its test tools (idempotent)
 
 EMBEDDED := overview,gallery,sanity_checks,pixel_perturbation,deletion_insertion,class_sensitivity,efficiency
+XB := OMP_NUM_THREADS=1 $(BIN)/xai-bench
 
 run: $(STAMP) ## the embedded default: trains small models once, runs every benchmark briefly, writes outputs/embedded/summary.md
-	OMP_NUM_THREADS=1 $(BIN)/xai-bench -m experiment=embedded benchmark=$(EMBEDDED)
-	OMP_NUM_THREADS=1 $(BIN)/xai-bench -m experiment=embedded_multi benchmark=overview,class_sensitivity
-	OMP_NUM_THREADS=1 $(BIN)/xai-bench experiment=embedded_multi benchmark=pointing_game
-	OMP_NUM_THREADS=1 $(BIN)/xai-bench experiment=embedded_multi benchmark=pointing_game_restricted
-	OMP_NUM_THREADS=1 $(BIN)/xai-bench experiment=input_invariance experiment_name=embedded
+	$(MAKE) --no-print-directory -j2 --output-sync=target run-resnet8 run-vgg
 	$(BIN)/python scripts/summarize.py outputs/embedded
+
+# The two halves of `make run`, one per CPU core (each single-threaded; no shared files).
+run-resnet8: $(STAMP) ## half of make run: ResNet-8 on shapes (every benchmark) and the input-invariance MLP
+	$(XB) -m experiment=embedded benchmark=$(EMBEDDED)
+	$(XB) experiment=input_invariance experiment_name=embedded
+
+run-vgg: $(STAMP) ## half of make run: the deep vgg16_small on shapes_multi (class sensitivity, per-block variants, pointing games)
+	$(XB) -m experiment=embedded_multi benchmark=overview,class_sensitivity,sanity_checks,pointing_game,pointing_game_restricted
+	$(XB) experiment=embedded_blocks
 
 roar: $(STAMP) ## ROAR on the embedded default: 4 methods x 5 fractions, 20 small retrains (CPU)
 	OMP_NUM_THREADS=1 $(BIN)/xai-bench experiment=embedded_roar

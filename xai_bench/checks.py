@@ -78,11 +78,14 @@ def check_seed(cfg: DictConfig) -> None:
 
 
 def check_runtime(cfg: DictConfig) -> None:
-    """``num_workers``, ``checkpoint_every_n_steps`` and ``force``."""
+    """``num_workers``, ``checkpoint_every_n_steps``, ``threads`` and ``force``."""
     for key in ("num_workers", "checkpoint_every_n_steps"):
         value = cfg.get(key, 0)
         if not _int(value) or value < 0:
             raise UserInputError(f"{key} must be an integer >= 0, got {value!r}")
+    threads = cfg.get("threads")
+    if threads is not None and (not _int(threads) or threads < 1):
+        raise UserInputError(f"threads must be null or an integer >= 1, got {threads!r}")
     force = cfg.get("force", False)
     if not (isinstance(force, bool) or force == "all"):
         raise UserInputError(f"force must be true, false or all, got {force!r}")

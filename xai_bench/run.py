@@ -7,6 +7,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -50,7 +51,7 @@ def saved_config(cfg: DictConfig, ws: Workspace) -> dict[str, Any]:
 
 # Keys that do not change the numbers: a rerun that differs only in them reuses the results.
 RUNTIME_KEYS = {"force", "device", "num_workers", "paths", "hydra", "checkpoint_every_n_steps",
-                "lock_timeout"}  # fmt: skip
+                "lock_timeout", "threads"}  # fmt: skip
 
 
 def changed_keys(saved: Path, new: dict[str, Any]) -> list[str]:
@@ -72,6 +73,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     retrains the base checkpoint. Only one process works in a run directory at a time.
     """
     check_config(cfg, run_dir)  # bad values fail here, in one line, before anything is written
+    if cfg.get("threads") is not None:
+        torch.set_num_threads(int(cfg.threads))
     run_dir = Path(run_dir)
     store = RunStore(run_dir)
     ws = Workspace(cfg, run_dir)

@@ -5,7 +5,8 @@ Each run's tidy ``results.csv`` is averaged per :data:`KEYS` and per *condition*
 conditions are never averaged together. The headline metrics of each benchmark (``headline`` of
 its ``summary.json``, :data:`HEADLINE` for older runs) are pivoted into a methods-as-columns
 table, written as ``summary.csv`` (long, every metric) and ``summary.md`` (readable, with the
-figures of every run) atomically.
+papers' effects of :mod:`xai_bench.results.claims` and the figures of every run) atomically;
+``claims.csv`` holds the effects.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from xai_bench.results.claims import check_claims, claims_markdown
 from xai_bench.results.store import (
     RESULTS_FILE,
     SUMMARY_FILE,
@@ -277,9 +279,12 @@ def write_summary(output_dir: str | Path) -> tuple[Path, Path]:
     csv_path = atomic_write(output_dir / "summary.csv", lambda p: long.to_csv(p, index=False))
     figs = "\n".join(f"- {Path(f).resolve().relative_to(output_dir.resolve())}" for f in figures if
                      Path(f).resolve().is_relative_to(output_dir.resolve()))  # fmt: skip
+    claims = check_claims(long)
+    atomic_write(output_dir / "claims.csv", lambda p: claims.to_csv(p, index=False))
     text = (
         f"# Summary of {output_dir}\n\n{headline_markdown(long)}\n"
-        f"All metrics: {csv_path.name}. Figures:\n\n{figs}\n"
+        f"## The papers' effects\n\n{claims_markdown(claims)}\n\n"
+        f"All metrics: {csv_path.name}; the effects: claims.csv. Figures:\n\n{figs}\n"
     )
     md_path = atomic_write_text(output_dir / "summary.md", text)
     return csv_path, md_path
