@@ -37,7 +37,7 @@ run-vgg: $(STAMP) ## half of make run: the deep vgg16_small on shapes_multi (cla
 	$(XB) -m experiment=embedded_multi benchmark=overview,class_sensitivity,sanity_checks,pointing_game,pointing_game_restricted
 	$(XB) experiment=embedded_blocks
 
-roar: $(STAMP) ## ROAR on the embedded default: 4 methods x 5 fractions, 20 small retrains (CPU)
+roar: $(STAMP) ## ROAR on the embedded default: 5 methods x 5 fractions, 25 small retrains (CPU)
 	OMP_NUM_THREADS=1 $(BIN)/xai-bench experiment=embedded_roar
 
 finetune: $(STAMP) ## Group-CAM fine-tuning vs plain fine-tuning on the embedded default (CPU)
