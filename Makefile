@@ -25,7 +25,7 @@ EMBEDDED := overview,gallery,sanity_checks,pixel_perturbation,deletion_insertion
 XB := OMP_NUM_THREADS=1 $(BIN)/xai-bench
 
 run: $(STAMP) ## the embedded default: trains small models once, runs every benchmark briefly, writes outputs/embedded/summary.md
-	$(MAKE) --no-print-directory -j2 --output-sync=line run-resnet8 run-vgg
+	$(MAKE) --no-print-directory -j2 run-resnet8 run-vgg
 	$(BIN)/python scripts/summarize.py outputs/embedded
 
 # The two halves of `make run`, one per CPU core (each single-threaded; no shared files).
