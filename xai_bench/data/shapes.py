@@ -5,6 +5,14 @@ striped disk, checkered square) in random colours on cluttered backgrounds (colo
 noise and distractor strokes). ``objects=2`` puts two objects of different classes in each
 image (``shapes_multi``) for pointing games and class sensitivity. Generation is vectorised
 over images and cached on disk, keyed by every generation parameter.
+
+The difficulty options (:data:`DIFFICULTY`: smaller objects, lower contrast, more distractor
+strokes, more noise, random occluders drawn over the objects; ``shapes_hard``) default to the
+original generator: at their defaults they draw no extra random numbers and are left out of the
+cache key, so ``shapes`` and ``shapes_multi`` produce exactly the images they always did.
+Occluders never change the label, the box or the mask: ``masks`` are the whole (amodal) shape,
+occluded pixels included, and ``boxes`` are tight around them; the occluder pixels are returned
+as ``occluded`` (only when ``occluders > 0``).
 """
 
 from __future__ import annotations
@@ -23,6 +31,33 @@ CLASSES = (
     "disk", "square", "triangle", "ring", "cross", "diamond", "striped_disk", "checkered_square",
 )  # fmt: skip
 GENERATOR_VERSION = 1
+# Difficulty options of generate_shapes and their defaults (= the original generator).
+DIFFICULTY: dict[str, float | int] = {
+    "scale": 1.0,  # object radius factor (< 1: smaller objects)
+    "contrast": 1.0,  # object opacity over the background (< 1: fainter objects)
+    "strokes": 3,  # distractor strokes in the background
+    "noise": 0.06,  # std of the background's pixel noise
+    "noise_after": 0.0,  # std of pixel noise over the finished image (objects included)
+    "occluders": 0,  # random rectangles drawn over (near) the objects, per image
+    "occluder_size": 0.5,  # their mean half-side, in object radii
+}
+
+
+def difficulty_options(**options: float | int) -> dict[str, float | int]:
+    """The difficulty options that differ from :data:`DIFFICULTY` (checked, typed): the part of
+    the cache key beyond the original generator's, empty for the original images."""
+    unknown = set(options) - set(DIFFICULTY)
+    if unknown:
+        raise ValueError(f"unknown shapes options: {sorted(unknown)}")
+    out: dict[str, float | int] = {}
+    for key, value in options.items():
+        value = type(DIFFICULTY[key])(value)
+        positive = key in ("scale", "contrast")
+        if value < 0 or (positive and value == 0) or (key == "contrast" and value > 1):
+            raise ValueError(f"shapes option {key}={value} is out of range")
+        if value != DIFFICULTY[key]:
+            out[key] = value
+    return out
 
 
 def _shape_masks(u: Tensor, v: Tensor) -> Tensor:
@@ -46,15 +81,17 @@ def _textures(u: Tensor, v: Tensor) -> Tensor:
     return torch.stack([ones] * 6 + [stripes, checks])
 
 
-def _background(n: int, size: int, g: torch.Generator) -> Tensor:
-    """Cluttered backgrounds ``[n, 3, size, size]``: gradient, noise and three random strokes."""
+def _background(
+    n: int, size: int, g: torch.Generator, strokes: int = 3, noise: float = 0.06
+) -> Tensor:
+    """Cluttered backgrounds ``[n, 3, size, size]``: gradient, noise and random strokes."""
     yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
     c0, c1 = torch.rand(n, 3, 1, 1, generator=g), torch.rand(n, 3, 1, 1, generator=g)
     angle = torch.rand(n, 1, 1, 1, generator=g) * 6.2832
     t = (torch.cos(angle) * xx + torch.sin(angle) * yy + 1.5) / 3.0
     img = (c0 * (1 - t) + c1 * t) * 0.6 + 0.2
-    img = img + 0.06 * torch.randn(n, 3, size, size, generator=g)
-    for _ in range(3):  # distractor strokes: thin segments of random colour
+    img = img + noise * torch.randn(n, 3, size, size, generator=g)
+    for _ in range(strokes):  # distractor strokes: thin segments of random colour
         p, q = torch.rand(n, 2, 1, 1, generator=g), torch.rand(n, 2, 1, 1, generator=g)
         d = q - p
         px, py = xx - p[:, 0], yy - p[:, 1]
@@ -78,25 +115,66 @@ def _boxes(masks: Tensor) -> Tensor:
     return torch.stack([x0, y0, x1, y1], 1).float()
 
 
+def _occlude(
+    img: Tensor, centre: Tensor, radius: Tensor, count: int, size_factor: float,
+    yy: Tensor, xx: Tensor, g: torch.Generator,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Draw ``count`` grainy rectangles (random colour plus pixel noise) over each image
+    ``[m, 3, H, W]``, each centred within 0.7 radii of one of its objects (``centre [m, k, 2]``,
+    ``radius [m, k]``) with half-sides of ``size_factor * radius * U[0.5, 1.5]``. Returns the
+    images and the painted pixels ``[m, H, W]``."""
+    m, k = radius.shape
+    painted = torch.zeros(m, *img.shape[-2:], dtype=torch.bool)
+    rows = torch.arange(m)
+    for _ in range(count):
+        j = torch.randint(k, (m,), generator=g)
+        r = radius[rows, j][:, None]
+        c = centre[rows, j] + (torch.rand(m, 2, generator=g) * 2 - 1) * 0.7 * r
+        half = size_factor * r * (0.5 + torch.rand(m, 2, generator=g))
+        rect = ((xx - c[:, 0, None, None]).abs() <= half[:, 0, None, None]) & (
+            (yy - c[:, 1, None, None]).abs() <= half[:, 1, None, None]
+        )
+        colour = torch.rand(m, 3, 1, 1, generator=g) * 0.6 + 0.2
+        grain = 0.2 * torch.randn(m, 3, *img.shape[-2:], generator=g)  # unlike any class
+        img = torch.where(rect.unsqueeze(1), colour + grain, img)
+        painted |= rect
+    return img, painted
+
+
 def generate_shapes(
-    n: int, size: int = 32, objects: int = 1, seed: int = 0, chunk: int = 2048
+    n: int,
+    size: int = 32,
+    objects: int = 1,
+    seed: int = 0,
+    chunk: int = 2048,
+    **difficulty: float | int,
 ) -> dict[str, Tensor]:
     """Generate ``n`` images with ``objects`` shapes each.
+
+    Args:
+        difficulty: options of :data:`DIFFICULTY` (``scale``, ``contrast``, ``strokes``,
+            ``noise``, ``noise_after``, ``occluders``, ``occluder_size``); at their defaults
+            the images are the original generator's, bit for bit.
 
     Returns:
         ``images`` float ``[n, 3, size, size]`` in [0, 1], ``labels`` long ``[n, objects]``
         (distinct classes per image), ``boxes`` ``[n, objects, 4]`` and ``masks`` bool
-        ``[n, objects, size, size]``.
+        ``[n, objects, size, size]`` (the whole shape, occluded pixels included); with
+        ``occluders > 0`` also ``occluded`` bool ``[n, size, size]`` (the occluders' pixels).
     """
     if objects not in (1, 2):
         raise ValueError("objects must be 1 or 2")
+    opt = {**DIFFICULTY, **difficulty_options(**difficulty)}
+    occluders = int(opt["occluders"])
     g = torch.Generator().manual_seed(seed)
     out: dict[str, list[Tensor]] = {"images": [], "labels": [], "boxes": [], "masks": []}
+    if occluders:
+        out["occluded"] = []
     yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
     k = len(CLASSES)
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
-        img = _background(m, size, g)
+        img = _background(m, size, g, int(opt["strokes"]), float(opt["noise"]))
         labels = torch.rand(m, k, generator=g).argsort(1)[:, :objects]  # distinct classes
         if objects == 1:
             radius = (0.22 + 0.14 * torch.rand(m, 1, generator=g)) * size
@@ -112,6 +190,8 @@ def generate_shapes(
             cx = torch.where(vertical, across, along)
             cy = torch.where(vertical, along, across)
             centre = torch.stack([cx, cy], -1) * size
+        if opt["scale"] != 1.0:
+            radius = radius * float(opt["scale"])
         masks, boxes = [], []
         for j in range(objects):
             u = (xx - centre[:, j, 0, None, None]) / radius[:, j, None, None]
@@ -122,9 +202,21 @@ def generate_shapes(
             colour = torch.rand(m, 3, 1, 1, generator=g) * 0.8 + 0.2
             flip = torch.rand(m, 1, 1, 1, generator=g) < 0.5  # dark or bright objects
             colour = torch.where(flip, 1.0 - colour, colour)
-            img = torch.where(mask.unsqueeze(1), colour * tex.unsqueeze(1), img)
+            obj = colour * tex.unsqueeze(1)
+            if opt["contrast"] != 1.0:  # a translucent object over the clutter
+                obj = float(opt["contrast"]) * obj + (1 - float(opt["contrast"])) * img
+            img = torch.where(mask.unsqueeze(1), obj, img)
             masks.append(mask)
             boxes.append(_boxes(mask))
+        if occluders:
+            centres = centre.expand(m, objects, 2)
+            img, painted = _occlude(
+                img, centres, radius.expand(m, objects), occluders,
+                float(opt["occluder_size"]), yy, xx, g,
+            )  # fmt: skip
+            out["occluded"].append(painted)
+        if opt["noise_after"]:
+            img = img + float(opt["noise_after"]) * torch.randn(m, 3, size, size, generator=g)
         out["images"].append(img.clamp(0, 1))
         out["labels"].append(labels)
         out["boxes"].append(torch.stack(boxes, 1))
@@ -133,16 +225,22 @@ def generate_shapes(
 
 
 def load_or_generate(
-    cache_dir: Path, n: int, size: int, objects: int, seed: int
+    cache_dir: Path, n: int, size: int, objects: int, seed: int, **difficulty: float | int
 ) -> dict[str, Tensor]:
-    """Generated data from the cache, or generate and cache it (atomically)."""
-    key = stable_hash(
-        {"v": GENERATOR_VERSION, "n": n, "size": size, "objects": objects, "seed": seed}
-    )
-    path = Path(cache_dir) / "shapes" / f"shapes-{objects}obj-{size}px-{n}-s{seed}-{key}.pt"
+    """Generated data from the cache, or generate and cache it (atomically). The key holds
+    only the difficulty options that differ from the defaults (the original images keep
+    their original file)."""
+    changed = difficulty_options(**difficulty)
+    params: dict = {"v": GENERATOR_VERSION, "n": n, "size": size, "objects": objects, "seed": seed}
+    if changed:
+        params["difficulty"] = changed
+    key = stable_hash(params)
+    hard = "-hard" if changed else ""
+    name = f"shapes{hard}-{objects}obj-{size}px-{n}-s{seed}-{key}.pt"
+    path = Path(cache_dir) / "shapes" / name
     if path.is_file():
         return torch.load(path, weights_only=True)
-    data = generate_shapes(n, size=size, objects=objects, seed=seed)
+    data = generate_shapes(n, size=size, objects=objects, seed=seed, **changed)
     atomic_write(path, lambda p: torch.save(data, p))
     return data
 
@@ -185,15 +283,34 @@ class ShapesDataModule(ImageDataModule):
         n_val: validation images.
         n_test: test images.
         objects: objects per image, 1 or 2.
+        scale, contrast, strokes, noise, noise_after, occluders, occluder_size: the difficulty
+            options of :func:`generate_shapes` (:data:`DIFFICULTY`; defaults: the original
+            images; ``shapes_hard`` sets them).
         **kwargs: :class:`ImageDataModule` arguments; ``root`` is the cache folder.
     """
 
     def __init__(
-        self, n_train: int = 6000, n_val: int = 1000, n_test: int = 2000, objects: int = 1, **kwargs
+        self,
+        n_train: int = 6000,
+        n_val: int = 1000,
+        n_test: int = 2000,
+        objects: int = 1,
+        scale: float = 1.0,
+        contrast: float = 1.0,
+        strokes: int = 3,
+        noise: float = 0.06,
+        noise_after: float = 0.0,
+        occluders: int = 0,
+        occluder_size: float = 0.5,
+        **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.sizes = {"train": int(n_train), "val": int(n_val), "test": int(n_test)}
         self.objects = int(objects)
+        self.difficulty = difficulty_options(
+            scale=scale, contrast=contrast, strokes=strokes, noise=noise,
+            noise_after=noise_after, occluders=occluders, occluder_size=occluder_size,
+        )  # fmt: skip
 
     @property
     def class_names(self) -> list[str]:
@@ -202,8 +319,9 @@ class ShapesDataModule(ImageDataModule):
     def build_split(self, split: str) -> Dataset:
         offset = {"train": 0, "val": 1, "test": 2}[split]
         data = load_or_generate(
-            self.root, self.sizes[split], self.image_size, self.objects, self.seed * 3 + offset
-        )
+            self.root, self.sizes[split], self.image_size, self.objects, self.seed * 3 + offset,
+            **self.difficulty,
+        )  # fmt: skip
         mean = torch.tensor(self.mean).view(-1, 1, 1)
         std = torch.tensor(self.std).view(-1, 1, 1)
         return ShapesDataset(data, mean, std, multilabel=self.objects > 1)
