@@ -173,6 +173,7 @@ def test_constant_maps_nan_from_the_command_line_is_the_nan_convention(make_cfg)
         (("dataset.mean=[0.5,nan,0.5]",), r"dataset.mean must be a list of finite numbers"),
         (("num_workers=-1",), r"num_workers must be an integer >= 0, got -1"),
         (("checkpoint_every_n_steps=-1",), r"checkpoint_every_n_steps must be an integer >= 0"),
+        (("threads=0",), r"threads must be null or an integer >= 1, got 0"),
         (("force=maybe",), r"force must be true, false or all, got 'maybe'"),
         (("device=gpu0",), r"device must be auto, cpu, cuda or cuda:N"),
         (("dataset.datamodule.limit=0",), r"dataset.datamodule.limit must be an integer >= 1"),
