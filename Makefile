@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-resnet8 run-vgg roar finetune test test-all lint format clean
+.PHONY: help install run run-resnet8 run-vgg roar finetune test test-effects test-all lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -43,9 +43,12 @@ roar: $(STAMP) ## ROAR on the embedded default: 5 methods x 5 fractions, 25 smal
 finetune: $(STAMP) ## Group-CAM fine-tuning vs plain fine-tuning on the embedded default (CPU)
 	OMP_NUM_THREADS=1 $(BIN)/xai-bench experiment=embedded_finetune
 
-test: $(STAMP) ## run the test suite (not slow, not gpu) and ruff
+test: $(STAMP) ## run the test suite (not gpu, not effects) and ruff
 	$(BIN)/ruff check xai_bench tests scripts
-	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not gpu and not effects" $(PYTEST_ARGS)
+
+test-effects: $(STAMP) ## the papers' effects on the trained embedded models (about 5 min; XAI_BENCH_EFFECT_SEED=N)
+	$(BIN)/python -m pytest -m effects $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check xai_bench tests scripts

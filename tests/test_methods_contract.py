@@ -15,6 +15,11 @@ from xai_bench.methods.base import MethodNotApplicableError
 from xai_bench.methods.hooks import hooks_left
 from xai_bench.workspace import Workspace
 
+# Group-CAM's weights are differences of two float32 softmax probabilities (Zhang et al. 2021,
+# Eq. 4). On a tiny random net they are ~1e-3, so the batch-size-dependent rounding of CPU convs
+# (~1e-7, torch 2.14) reaches ~3e-5 of the map's maximum: the batch check allows 1e-4 there.
+SOFTMAX_DIFFERENCE = {"groupcam": 1e-4, "groupcam_finetune": 1e-4}
+
 TINY_SHAPES = (
     "dataset=shapes", "dataset.datamodule.n_train=64", "dataset.datamodule.n_val=32",
     "dataset.datamodule.n_test=16",
@@ -81,7 +86,8 @@ def test_method_contract(make_cfg, method: str, arch: str) -> None:
 
     singles = torch.cat([explainer(x[i : i + 1], targets[i : i + 1]) for i in range(3)])
     scale = out.abs().max().clamp_min(1e-12)
-    assert torch.allclose(out, singles, rtol=1e-4, atol=1e-5 * float(scale)), "batch-dependent"
+    atol = SOFTMAX_DIFFERENCE.get(method, 1e-5) * float(scale)
+    assert torch.allclose(out, singles, rtol=1e-4, atol=atol), "batch-dependent"
 
     # An error raised inside the model midway through the call leaves nothing behind.
     calls = []

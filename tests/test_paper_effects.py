@@ -21,7 +21,7 @@ from xai_bench.results.summary import write_summary
 from xai_bench.run import run
 from xai_bench.utils.configs import CONFIG_DIR
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.effects]
 
 SEED = int(os.environ.get("XAI_BENCH_EFFECT_SEED", "0"))
 
