@@ -67,7 +67,12 @@ def test_training_step_blends_the_ground_truth_class_maps(monkeypatch) -> None:
 
     ref_net = copy.deepcopy(net).eval()
     explainer = GroupCAM(
-        ref_net, layer="layer3", groups=16, theta=None, forward_only=True, blur_kernel=51,
+        ref_net,
+        layer="layer3",
+        groups=16,
+        theta=None,
+        forward_only=True,
+        blur_kernel=51,
         blur_sigma=50.0,  # GroupCAMAugment's default: the paper's blur
     )
     maps = explainer(x, y)

@@ -414,7 +414,7 @@ def write_voc(root: Path) -> None:
 
 def test_voc07_files_centre_known_answers(make_cfg, tmp_path: Path) -> None:
     """Centre (32, 24) is 16 px from the dog; person (difficult only) skipped; cat hit only
-    through its difficult box; subset flags drop the train."""
+    through its difficult box; subset flags leave the train out of the flagged subset only."""
     write_voc(tmp_path / "voc")
     base = (
         "benchmark=pointing_game",
@@ -431,12 +431,13 @@ def test_voc07_files_centre_known_answers(make_cfg, tmp_path: Path) -> None:
         "default": ([], 2 / 3, 3),
         "tol17": (["benchmark.tolerance=17"], 1.0, 3),
         "exclude": (["benchmark.exclude_difficult=true"], 1 / 3, 3),
-        "flags": ([f"benchmark.subset_flags={flags}"], 0.5, 2),
+        "flags": ([f"benchmark.subset_flags={flags}"], 2 / 3, 3),
     }
     for tag, (extra, acc, n) in cases.items():
         out = run(make_cfg(*base, *extra), tmp_path / tag)
         assert out["accuracy/center"] == pytest.approx(acc), tag
         assert out["n_pairs"] == n and 0 <= out["accuracy/gradient"] <= 1, tag
+    assert out["difficult/accuracy/center"] == 0.5 and out["difficult/n_pairs"] == 2
 
 
 def test_coco2017_files_masks_versus_boxes(make_cfg, tmp_path: Path) -> None:

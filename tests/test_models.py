@@ -15,7 +15,7 @@ from xai_bench.models.small import MLP, ResNet8
 from xai_bench.models.weights import WeightsNotFoundError
 from xai_bench.workspace import Workspace
 
-SIZES = {"resnet50": 64, "vgg16": 64, "vgg19": 64}
+SIZES = {"resnet50": 64, "vgg16": 64, "vgg19": 64, "resnet50_torchray": 64, "vgg16_torchray": 64}
 
 
 def _workspace(make_cfg, name: str) -> Workspace:

@@ -26,10 +26,13 @@ from xai_bench.utils.errors import (
     PRETRAINED_CLASSES,
     UserInputError,
     WeightsNotFoundError,
+    no_pretrained_message,
     pretrained_classes_message,
+    scratch_instead,
 )
+from xai_bench.utils.torchray_files import torchray_file, torchray_missing
 
-WEIGHT_MODES = ("random", "pretrained", "trained")
+WEIGHT_MODES = ("random", "pretrained", "trained", "torchray")
 DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 GPU_ACCELERATORS = ("gpu", "cuda")
 #: tasks that never load the evaluated model's weights (they train a fresh network)
@@ -64,6 +67,7 @@ def check_config(cfg: DictConfig, run_dir: str | Path | None = None) -> None:
     check_data(cfg)
     check_outputs(cfg, run_dir)
     check_weights(cfg)
+    check_benchmark_init(cfg)
     check_benchmark_keys(cfg)  # last: it imports the benchmark class (and torch)
 
 
@@ -187,11 +191,34 @@ def check_data(cfg: DictConfig) -> None:
 
 
 def check_train(cfg: DictConfig) -> None:
-    """The ``train:`` recipe (:class:`~xai_bench.training.recipe.Recipe` checks its values)."""
+    """The ``train:`` recipe (:class:`~xai_bench.training.recipe.Recipe` checks its values);
+    ``benchmark=train train.init=pretrained``: the model has published weights in the cache."""
     if cfg.get("train") is not None:
         from xai_bench.training.recipe import Recipe
 
-        Recipe.from_mapping(cfg.train, name="train")
+        recipe = Recipe.from_mapping(cfg.train, name="train")
+        if recipe.init == "pretrained" and not loads_weights(cfg):
+            check_published(cfg, "train.init")
+
+
+def check_benchmark_init(cfg: DictConfig) -> None:
+    """``benchmark.init=pretrained`` (ROAR's retrains from the published weights, as OPPSD's
+    ViT-B/16): the model has published weights in the local cache."""
+    if OmegaConf.select(cfg, "benchmark.init") == "pretrained":
+        check_published(cfg, "benchmark.init")
+
+
+def check_published(cfg: DictConfig, key: str) -> None:
+    """The model has published weights and they are in the local cache, for a training that
+    starts from them as ``key=pretrained`` says (named in the messages)."""
+    model = cfg.get("model")
+    if model is None:
+        return
+    if not model.get("pretrained"):
+        raise UserInputError(no_pretrained_message(str(model.get("name")), key))
+    missing = missing_pretrained(model.pretrained, scratch_instead(key))
+    if missing is not None:
+        raise WeightsNotFoundError(missing)
 
 
 def check_outputs(cfg: DictConfig, run_dir: str | Path | None = None) -> None:
@@ -229,7 +256,8 @@ def loads_weights(cfg: DictConfig) -> bool:
 
 def check_weights(cfg: DictConfig) -> None:
     """``model.weights``: a mode or an existing file; published weights exist for the model,
-    fit the dataset's class count and are in the local cache (found without importing torch)."""
+    fit the dataset's class count and are in the local cache (found without importing torch);
+    ``torchray``: the model and dataset have a TorchRay file and it is in the torch hub cache."""
     model = cfg.get("model")
     if model is None or "weights" not in model or not loads_weights(cfg):
         return
@@ -240,6 +268,12 @@ def check_weights(cfg: DictConfig) -> None:
             raise WeightsNotFoundError(
                 f"model.weights='{weights}' is neither one of {WEIGHT_MODES} nor an existing file"
             )
+        return
+    if weights == "torchray":
+        dataset = str(OmegaConf.select(cfg, "dataset.name"))
+        path = torchray_file(name, model.get("torchray"), dataset, torch_hub_dir())
+        if not path.is_file():
+            raise WeightsNotFoundError(torchray_missing(path))
         return
     if weights != "pretrained":
         return
@@ -267,8 +301,9 @@ def torch_hub_dir() -> Path:
     return Path(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch")))) / "hub"
 
 
-def missing_pretrained(pretrained: Any) -> str | None:
-    """The message for published weights that are not in the local cache, else ``None``.
+def missing_pretrained(pretrained: Any, instead: str | None = None) -> str | None:
+    """The message for published weights that are not in the local cache, else ``None``
+    (``instead``: the alternative it offers; default: passing ``model.weights=<file>``).
 
     torchvision weights are found by the file name of the config's ``pretrained.file`` (the
     name torchvision publishes, e.g. ``resnet50-0676ba61.pth``); a config without it is not
@@ -285,7 +320,7 @@ def missing_pretrained(pretrained: Any) -> str | None:
         return (
             f"pretrained weights {name} are not cached and this run does not download. "
             f"Put the file {file} (from https://download.pytorch.org/models/{file}) at {path}, "
-            "or pass model.weights=/path/to/file.pth"
+            + (instead or "or pass model.weights=/path/to/file.pth")
         )
     if source == "timm":
         from huggingface_hub import try_to_load_from_cache
@@ -297,7 +332,7 @@ def missing_pretrained(pretrained: Any) -> str | None:
             f"pretrained weights {name} are not in the Hugging Face cache and this run does "
             f"not download. Copy the repo '{name}' (model.safetensors) into the cache "
             "(~/.cache/huggingface/hub, or $HF_HOME/hub), "
-            "or pass model.weights=/path/to/model.safetensors"
+            + (instead or "or pass model.weights=/path/to/model.safetensors")
         )
     return None
 

@@ -30,8 +30,13 @@ INPUTS_KEY = "inputs"  # config.yaml: content keys of the weights, data and flag
 
 def build_benchmark(node: DictConfig) -> Task:
     """Instantiate a benchmark config. Its ``name`` labels the config, and ``methods`` is read
-    by :func:`~xai_bench.method_specs.resolve_methods`, not by the class."""
-    params = {k: v for k, v in node.items() if k not in ("name", "methods")}
+    by :func:`~xai_bench.method_specs.resolve_methods`, not by the class. Nested values are
+    resolved in the run config first (``recipe: {lr: ${train.lr}}``)."""
+    params = {
+        k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+        for k, v in node.items()
+        if k not in ("name", "methods")
+    }
     try:
         return instantiate(OmegaConf.create(params))
     except InstantiationException as err:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from xai_bench.method_specs import own_method, resolve_entry, resolve_methods
 from xai_bench.methods.base import Explainer
 from xai_bench.methods.spec import MethodSet
 from xai_bench.models.factory import build_model
+from xai_bench.models.finetune import find_head, load_pretrained_backbone
 from xai_bench.models.meta import ModelMeta
 from xai_bench.models.weights import timm_weights_file, torchvision_weights_file
 from xai_bench.training.fit import METRICS_FILE, MODEL_FILE, train_classifier
@@ -32,11 +33,20 @@ from xai_bench.training.recipe import Recipe
 from xai_bench.utils.digest import content_keyed, path_digest
 from xai_bench.utils.distributed import is_distributed, local_rank, remove_tree
 from xai_bench.utils.hashing import stable_hash
+from xai_bench.utils.torchray_files import torchray_file
 
 log = logging.getLogger(__name__)
 
 # Datamodule arguments that do not change what a model learns from the data.
 _RUNTIME_DATA_KEYS = ("root", "num_workers", "batch_size", "mean", "std", "download", "_target_")
+
+
+def _drop_square_resize(data: dict[str, Any]) -> None:
+    """Leave the default ``dataset.resize`` (``square``) out of a resolved dataset config, so the
+    result caches and checkpoints keyed before the option existed keep their keys."""
+    if data.get("resize") == "square":
+        data.pop("resize")
+        data["datamodule"].pop("resize", None)
 
 
 class LazyMapping(Mapping[str, Any]):
@@ -153,6 +163,7 @@ class Workspace:
             for k, v in data["datamodule"].items()  # type: ignore[index]
             if k not in ("root", "num_workers", "batch_size", "download")
         }
+        _drop_square_resize(data)  # type: ignore[arg-type]
         out = {"model": model, "dataset": data}
         if self.cfg.model.weights == "trained":  # the checkpoint key covers the training recipe
             out["checkpoint"] = self.checkpoint_dir.name
@@ -175,6 +186,9 @@ class Workspace:
             if m.pretrained.source == "torchvision":
                 return torchvision_weights_file(str(m.pretrained.name))[0]
             return timm_weights_file(str(m.pretrained.name))
+        if weights == "torchray":  # the model's file for this dataset in TorchRay's cache
+            hub = Path(torch.hub.get_dir())
+            return torchray_file(m.name, m.get("torchray"), self.cfg.dataset.name, hub)
         return Path(weights).expanduser()
 
     def inputs(self) -> dict[str, Any]:
@@ -199,6 +213,7 @@ class Workspace:
             load_model=lambda: self.model,
             make_datamodule=self.build_datamodule,
             make_net=self.fresh_net,
+            make_pretrained_net=partial(self.pretrained_net, key="benchmark.init"),
             device=self.device,
             seed=self.seed,
             identity=self.identity,
@@ -237,7 +252,11 @@ class Workspace:
         data["datamodule"] = {
             k: v for k, v in data["datamodule"].items() if k not in _RUNTIME_DATA_KEYS
         }
-        train = OmegaConf.to_container(c.train, resolve=True)
+        _drop_square_resize(data)  # type: ignore[arg-type]
+        raw = OmegaConf.to_container(c.train, resolve=True)
+        # the fine-tuning fields join the key only when they differ from their defaults, so
+        # recipes that do not use them keep their earlier keys (and checkpoints)
+        train = Recipe.from_mapping(c.train, name="train").key_dict(raw)  # type: ignore[arg-type]
         key = stable_hash({"model": model, "data": data, "train": train, "seed": self.seed})
         return Path(c.paths.checkpoint_dir) / f"{c.model.name}-{c.dataset.name}-{key}"
 
@@ -248,15 +267,18 @@ class Workspace:
     def train(self, progress: bool = True, fresh: bool = False) -> dict[str, float]:
         """Train a fresh network into :attr:`checkpoint_dir` (resuming an interrupted run, or
         from scratch if ``fresh``) under the ``train:`` :class:`~xai_bench.training.recipe.
-        Recipe` (the dataset configs read its ``batch_size`` as ``${train.batch_size}``)."""
+        Recipe` (the dataset configs read its ``batch_size`` as ``${train.batch_size}``).
+        The starting network (:meth:`start_net`) is built first: missing published weights
+        fail before anything is written or removed."""
+        recipe = Recipe.from_mapping(self.cfg.train, name="train")
+        net = self.start_net(recipe)
         if fresh and remove_tree(self.checkpoint_dir):
             log.info("force: removed the checkpoint %s; training it anew", self.checkpoint_dir)
-        recipe = Recipe.from_mapping(self.cfg.train, name="train")
         dm = self.datamodule
         dm.augment = recipe.augment
         try:
             return train_classifier(
-                self.fresh_net(training=True),
+                net,
                 dm,
                 self.checkpoint_dir,
                 trainer_kwargs=self.trainer_kwargs,
@@ -265,9 +287,37 @@ class Workspace:
                 seed=self.seed,
                 progress=progress,
                 checkpoint_every_n_steps=int(self.cfg.checkpoint_every_n_steps),
+                head=self.cfg.model.get("head"),
             )
         finally:
             dm.augment = False
+
+    def start_net(self, recipe: Recipe | None = None) -> nn.Module:
+        """The network ``benchmark=train`` starts from (default recipe: ``train:``): a
+        :meth:`fresh_net` for training, seeded, with the dataset's class count. With
+        ``init=pretrained`` its backbone holds the model's published ImageNet weights
+        (``model.pretrained``, from the local cache) and its classifier head (``model.head``,
+        else found in the network) stays freshly initialised, unless the dataset has the
+        published head's classes (ImageNet), which keeps it
+        (:func:`~xai_bench.models.finetune.load_backbone`)."""
+        recipe = recipe if recipe is not None else Recipe.from_mapping(self.cfg.train, name="train")
+        if recipe.init == "pretrained":
+            return self.pretrained_net(training=True)
+        return self.fresh_net(training=True)
+
+    def pretrained_net(
+        self, seed: int | None = None, training: bool = False, key: str = "train.init"
+    ) -> nn.Module:
+        """A :meth:`fresh_net` (seeded by ``seed``, default the run's) whose backbone holds the
+        model's published ImageNet weights (``model.pretrained``, from the local cache) and
+        whose classifier head (``model.head``, else found in the network) keeps its seeded
+        initialisation: ``train.init=pretrained``, and ROAR's ``benchmark.init=pretrained``
+        (OPPSD's ViT-B/16 retrains) with ``key`` naming that setting in error messages."""
+        net = self.fresh_net(seed, training=training)
+        m = self.cfg.model
+        pretrained = None if m.pretrained is None else dict(m.pretrained)
+        head = find_head(net, m.get("head"))
+        return load_pretrained_backbone(net, pretrained, str(m.name), head, key)
 
     def trained_metrics(self) -> dict[str, float] | None:
         """Metrics saved beside a finished checkpoint, or ``None`` if it is not trained."""
@@ -293,6 +343,7 @@ class Workspace:
             weights=str(m.weights),
             pretrained=None if m.pretrained is None else dict(m.pretrained),
             trained_checkpoint=self.checkpoint_dir / MODEL_FILE,
+            torchray_file=self.weights_file() if m.weights == "torchray" else None,
         )
         return net.to(self.device)
 

@@ -99,6 +99,7 @@ class GroupCAMFinetune(Benchmark):
         if not 0.0 <= p <= 1.0:
             raise UserInputError(f"benchmark.p is a probability in [0, 1], got {p}")
         self.recipe = Recipe.from_mapping(recipe, FINETUNE_RECIPE, name="benchmark.recipe")
+        self.recipe.refuse_init("benchmark.recipe", "fine-tuning starts from model.weights")
         if self.recipe.max_epochs < 1:
             raise UserInputError(
                 f"benchmark.recipe.max_epochs must be >= 1, got {self.recipe.max_epochs}"
@@ -113,7 +114,7 @@ class GroupCAMFinetune(Benchmark):
 
     def params(self, variant: str) -> dict[str, Any]:
         """What changes a variant's numbers (besides model, data and seed)."""
-        recipe = self.recipe.to_dict()
+        recipe = self.recipe.key_dict()
         extra = self.groupcam if variant == "groupcam" else {}
         return {"variant": variant, **recipe, **extra}
 

@@ -5,9 +5,14 @@ the map is resized to the image's original resolution (bilinear, ``align_corners
 optionally Gaussian-smoothed, and its maximum is the predicted point (first maximum in
 row-major order on ties). The pair is a hit when a ground-truth pixel of the class (union of
 its boxes, or of its instance masks) lies at Euclidean distance ``< tolerance`` of the point.
-Accuracy per class is ``hits / pairs``; the headline is the mean over the classes that have
-pairs. The restricted variant (POSAGG Tables 1 and 3) computes one map per image, for the
-model's top-scoring class, and scores its point against every class present.
+Accuracy per class is ``hits / pairs`` (TorchRay's ``hits / (hits + misses)``); the headline
+is the mean over the classes (:func:`~xai_bench.metrics.pointing.mean_class_accuracy`). The
+restricted variant (POSAGG Tables 1 and 3) computes one map per image, for the model's
+top-scoring class, and scores its point against every class present.
+
+With a subset flag file (TorchRay's EBP "difficult" set) one run reports both subsets, as
+TorchRay's ``attribution_benchmark.py`` does: the rows of ``subset = all`` (every pair) and of
+``subset = difficult`` (the flagged pairs), from the same maps.
 
 A map with a NaN or an infinite value has no point: its pairs get ``hit`` NaN (flagged
 ``map_nonfinite = 1``), so the accuracy of their class, the method's accuracy and its hit rate
@@ -22,13 +27,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Subset
 
-from xai_bench.data.base import MappedDataset
+from xai_bench.benchmarks.pointing_tables import (
+    ALL,
+    IN_SUBSET,
+    accuracy_table,
+    nonfinite_pairs,
+    subset_summary,
+)
+from xai_bench.data.pointing_flags import image_names, load_flags, subset_mask
 from xai_bench.engine.batches import BatchPlan, EvalBatch
 from xai_bench.engine.benchmark import EvalBenchmark, Result
 from xai_bench.engine.context import RunContext
@@ -36,8 +46,8 @@ from xai_bench.engine.jobs import Job, build_explainers, chunk_store, run_jobs
 from xai_bench.methods.spec import MethodSpec
 from xai_bench.metrics.aggregate import NONFINITE
 from xai_bench.metrics.pointing import (
+    CLASS_MEANS,
     build_pairs,
-    class_accuracies,
     maps_to_points,
     orig_sizes,
     pair_hits,
@@ -60,35 +70,7 @@ CENTER = "center"
 CENTER_SPEC = MethodSpec(CENTER, CENTER, {}, {"name": CENTER, "point": "image centre"})
 GT_KINDS = ("boxes", "masks")
 PAIR_COLUMNS = ["index", "class", "hit", "degenerate", "u", "v", NONFINITE]
-
 Explain = Callable[[Tensor, Tensor], Tensor]
-
-
-def load_flags(path: str | Path) -> dict[str, Tensor]:
-    """TorchRay's subset flag file (e.g. ``pointing_game_ebp_voc07_difficult.txt``): one row per
-    image, ``<name>\\t<flag class 0>\\t...``; returns ``{name: bool [K]}``."""
-    flags = {}
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
-            name, *values = line.strip().split("\t")
-            flags[name] = torch.tensor([bool(int(v)) for v in values])
-    return flags
-
-
-def image_names(ds: Dataset, indices: Sequence[int]) -> list[str]:
-    """File stems of the images behind sample ``index`` values of a VOC or COCO split."""
-    while isinstance(ds, Subset):  # limit subsets: sample indices refer to the inner dataset
-        ds = ds.dataset
-    base = ds.base if isinstance(ds, MappedDataset) else ds
-    idx = [int(i) for i in indices]
-    while isinstance(base, Subset):
-        idx = [int(base.indices[i]) for i in idx]
-        base = base.dataset
-    if hasattr(base, "images"):  # torchvision VOCDetection
-        return [Path(base.images[i]).stem for i in idx]
-    if hasattr(base, "coco") and hasattr(base, "ids"):  # torchvision CocoDetection
-        return [Path(base.coco.loadImgs(base.ids[i])[0]["file_name"]).stem for i in idx]
-    raise ValueError("subset_flags needs image file names: only voc07 and coco2017 have them")
 
 
 class PointingGame(EvalBenchmark):
@@ -105,8 +87,14 @@ class PointingGame(EvalBenchmark):
         gt: ``boxes`` (union of the class's boxes) or ``masks`` (union of instance masks).
         exclude_difficult: drop VOC difficult boxes from the ground truth (TorchRay keeps them;
             either way a class with only difficult boxes is skipped).
-        subset_flags: TorchRay flag file restricting the evaluated pairs (EBP "difficult" set,
-            POSAGG's multi-class subset); images absent from the file are all kept, as TorchRay.
+        subset_flags: TorchRay flag file of a subset of the pairs (EBP "difficult" set, POSAGG's
+            multi-class subset; format: :mod:`~xai_bench.data.pointing_flags`): every pair is
+            scored and the rows are reported for ``subset = all`` and ``subset =
+            <subset_name>`` (the flagged pairs; an image absent from the file keeps all its
+            pairs, as TorchRay).
+        subset_name: the ``subset`` label of the flagged pairs' rows.
+        class_mean: classes averaged in ``accuracy``: ``present`` (those with pairs) or
+            ``all`` (TorchRay: a class without pairs counts 0); they agree on full datasets.
         smooth_sigma: Gaussian blur of the resized map, sigma as a fraction of
             ``max(H0, W0)`` (TorchRay: 0.02 for gradient-type methods); ``None``: no blur.
         smooth_methods: method labels that are blurred (``None``: all but the centre baseline).
@@ -129,6 +117,8 @@ class PointingGame(EvalBenchmark):
         gt: str = "boxes",
         exclude_difficult: bool = False,
         subset_flags: str | None = None,
+        subset_name: str = "difficult",
+        class_mean: str = "present",
         smooth_sigma: float | None = None,
         smooth_methods: Sequence[str] | None = None,
         center_baseline: bool = True,
@@ -138,6 +128,15 @@ class PointingGame(EvalBenchmark):
             raise ValueError(f"gt must be one of {GT_KINDS}, got '{gt}'")
         if smooth_sigma is not None and float(smooth_sigma) < 0:
             raise ValueError(f"smooth_sigma must be >= 0, got {smooth_sigma}")
+        if class_mean not in CLASS_MEANS:
+            raise UserInputError(
+                f"benchmark.class_mean must be one of {', '.join(CLASS_MEANS)}, got {class_mean!r}"
+            )
+        if not str(subset_name) or str(subset_name) == ALL:
+            raise UserInputError(
+                f"benchmark.subset_name must be a non-empty label other than '{ALL}', got "
+                f"{subset_name!r}"
+            )
         n = None if n_images is None else int(n_images)
         self.plan = BatchPlan(split, n, int(batch_size), "predicted")
         self.restricted = bool(restricted)
@@ -147,6 +146,10 @@ class PointingGame(EvalBenchmark):
         self.gt = gt
         self.exclude_difficult = bool(exclude_difficult)
         self.subset_flags = None if subset_flags is None else str(subset_flags)
+        # read (and checked) once, here, so that a bad file fails before any computation
+        self.flags = None if self.subset_flags is None else load_flags(self.subset_flags)
+        self.subset_name = str(subset_name)
+        self.class_mean = str(class_mean)
         self.smooth_sigma = None if smooth_sigma is None else float(smooth_sigma)
         self.smooth_methods = None if smooth_methods is None else list(smooth_methods)
         self.center_baseline = bool(center_baseline)
@@ -175,13 +178,14 @@ class PointingGame(EvalBenchmark):
             sample: the collated sample dict (``box_labels``, ``boxes``/``masks``, ...).
             num_classes: number of classes of the model.
             smooth: blur the maps with ``smooth_sigma``.
-            keep: bool ``[B, K]``, pairs to evaluate (subset flags); ``None``: all.
+            keep: bool ``[B, K]``, the pairs of the flagged subset (subset flags): every pair
+                is scored, and this adds the column ``in_subset``; ``None``: no column.
         """
-        pairs = build_pairs(sample, num_classes, self.exclude_difficult, keep)
+        pairs = build_pairs(sample, num_classes, self.exclude_difficult)
         dev = x.device
         p = len(pairs.cls)
         if p == 0:
-            return pd.DataFrame(columns=PAIR_COLUMNS)
+            return pd.DataFrame(columns=PAIR_COLUMNS + ([] if keep is None else [IN_SUBSET]))
         sizes = orig_sizes(sample, x)
         image, cls = pairs.image.to(dev), pairs.cls.to(dev)
         if explain is None:
@@ -203,7 +207,7 @@ class PointingGame(EvalBenchmark):
         hits = hits.double().masked_fill(nonfinite, float("nan"))
         index = torch.as_tensor(sample["index"]).reshape(-1)[pairs.image]
         cpu = points.cpu()
-        return pd.DataFrame(
+        out = pd.DataFrame(
             {
                 "index": index.tolist(),
                 "class": pairs.cls.tolist(),
@@ -214,6 +218,9 @@ class PointingGame(EvalBenchmark):
                 NONFINITE: nonfinite.long().cpu().tolist(),
             }
         )
+        if keep is not None:
+            out[IN_SUBSET] = keep[pairs.image, pairs.cls].long().tolist()
+        return out
 
     def points(self, attr: Tensor, sizes: Tensor, smooth: bool) -> tuple[Tensor, Tensor]:
         """Explainer output ``[N, C, h, w]`` -> points and degenerate flags (see
@@ -233,29 +240,18 @@ class PointingGame(EvalBenchmark):
     ) -> pd.DataFrame:
         """Pair rows of one batch for one method (see :meth:`evaluate`); ``explainer=None`` is
         the centre baseline. ``smooth`` (default: an explainer when ``smooth_methods`` is
-        ``None``) blurs the maps; ``flags`` are the loaded ``subset_flags``."""
+        ``None``) blurs the maps; ``flags`` (default: the loaded ``subset_flags``) mark the
+        pairs of the flagged subset."""
         if smooth is None:
             smooth = explainer is not None and self.smooth_methods is None
-        if flags is None and self.subset_flags is not None:
-            flags = load_flags(self.subset_flags)
+        if flags is None:
+            flags = self.flags
         k = ctx.meta.num_classes
         keep = None
         if flags is not None:
-            keep = self._keep(flags, ctx.datamodule.dataset(self.plan.split), batch.sample, k)
+            index = torch.as_tensor(batch.sample["index"]).tolist()
+            keep = subset_mask(flags, ctx.datamodule.dataset(self.plan.split), index, k)
         return self.evaluate(explainer, batch.x, batch.target, batch.sample, k, smooth, keep)
-
-    @staticmethod
-    def _keep(
-        flags: Mapping[str, Tensor], ds: Dataset, sample: Mapping[str, Any], k: int
-    ) -> Tensor:
-        names = image_names(ds, torch.as_tensor(sample["index"]).tolist())
-        keep = torch.ones(len(names), k, dtype=torch.bool)
-        for i, name in enumerate(names):  # metadata lookup, one dict access per image
-            if name in flags:
-                if len(flags[name]) != k:
-                    raise ValueError(f"subset_flags has {len(flags[name])} classes, model {k}")
-                keep[i] = flags[name]
-        return keep
 
     # ------------------------------------------------------------------ whole run
     def params(self) -> dict[str, Any]:
@@ -266,7 +262,9 @@ class PointingGame(EvalBenchmark):
             "tolerance": self.tolerance,
             "gt": self.gt,
             "exclude_difficult": self.exclude_difficult,
-            "subset_flags": self.subset_flags and stable_hash(Path(self.subset_flags).read_text()),
+            # chunks hold every pair with its `in_subset` flag (no longer only the flagged ones)
+            "subset_flags": self.subset_flags
+            and {"sha": stable_hash(Path(self.subset_flags).read_text()), "rows": "all+flag"},
             "smooth_sigma": self.smooth_sigma,
             "smooth_methods": self.smooth_methods,
             "postprocess": self.steps,
@@ -288,6 +286,15 @@ class PointingGame(EvalBenchmark):
                 f"{self.name} with gt=masks needs instance masks; dataset '{dataset}' has boxes "
                 "only (use gt=boxes)"
             )
+        if self.flags is not None:
+            width = len(next(iter(self.flags.values())))
+            if width != ctx.meta.num_classes:
+                raise UserInputError(
+                    f"subset_flags file {self.subset_flags} has {width} flags per line but "
+                    f"dataset '{dataset}' has {ctx.meta.num_classes} classes: use the flag file "
+                    "of this dataset (VOC07: 20 flags, COCO: 80)"
+                )
+            image_names(ctx.datamodule.dataset(self.plan.split), [0])  # VOC or COCO file names
         if self.center_baseline and CENTER in ctx.methods.labels():
             raise UserInputError(
                 f"{self.name}: the label '{CENTER}' is the centre baseline's; give the method "
@@ -296,7 +303,7 @@ class PointingGame(EvalBenchmark):
 
     def run(self, ctx: RunContext) -> Result:
         self.check(ctx)
-        flags = None if self.subset_flags is None else load_flags(self.subset_flags)
+        flags = self.flags
         store = chunk_store(ctx, self.name, self.params())
         built, skipped = build_explainers(ctx)
         jobs = [Job(CENTER_SPEC, partial(self.score, ctx, None, flags=flags))]
@@ -310,8 +317,8 @@ class PointingGame(EvalBenchmark):
         if jobs and not len(pairs):
             raise UserInputError(
                 f"{self.name}: no (image, class) pairs to evaluate in {n_images} images of "
-                f"'{self.plan.split}' (all classes difficult or filtered out by subset_flags? "
-                f"{n_skipped} boxes/masks skipped as invalid)"
+                f"'{self.plan.split}' (all classes difficult? {n_skipped} boxes/masks skipped "
+                "as invalid)"
             )
         rows = self.accuracies(ctx, pairs, [job.spec for job in jobs])
         result = self.result(ctx, rows, skipped, store)
@@ -321,6 +328,7 @@ class PointingGame(EvalBenchmark):
         for key, value in self._context().items():  # also on the `applicable = 0` rows
             table[key] = value
         table["class"] = table["class"].fillna("all") if "class" in table else "all"
+        table["subset"] = table["subset"].fillna(ALL) if "subset" in table else ALL
         return result
 
     def skipped_annotations(self, ctx: RunContext) -> int:
@@ -340,59 +348,52 @@ class PointingGame(EvalBenchmark):
 
     def _context(self) -> dict[str, Any]:
         variant = "restricted" if self.restricted else "standard"
-        return {"variant": variant, "tolerance": self.tolerance, "gt": self.gt}
+        return {
+            "variant": variant,
+            "tolerance": self.tolerance,
+            "gt": self.gt,
+            "class_mean": self.class_mean,
+        }
 
     def accuracies(
         self, ctx: RunContext, pairs: pd.DataFrame, specs: Sequence[MethodSpec]
     ) -> pd.DataFrame:
-        """Per method (in ``specs`` order): ``accuracy`` (mean over classes with pairs),
-        ``hit_rate``, ``degenerate_rate`` (``class = all``) and ``class_accuracy`` per class."""
+        """Per method (in ``specs`` order) and subset (``all``, then the flagged pairs of
+        ``subset_flags`` as ``subset_name``): see :func:`~xai_bench.benchmarks.
+        pointing_tables.accuracy_table`."""
+        if (
+            self.flags is not None
+            and len(pairs)
+            and not (IN_SUBSET in pairs and pairs[IN_SUBSET].astype(bool).any())
+        ):
+            log.warning(
+                "%s: no evaluated (image, class) pair is flagged in %s: no '%s' rows",
+                self.name, self.subset_flags, self.subset_name,
+            )  # fmt: skip
         k = ctx.meta.num_classes
         names = ctx.datamodule.class_names or [str(i) for i in range(k)]
-        rows = []
-        for spec in specs:
-            df = pairs[pairs["method"] == spec.label] if len(pairs) else pairs
-            if df.empty:
-                continue
-            hits = torch.tensor(df["hit"].to_numpy(dtype=np.float64))  # NaN: non-finite map
-            classes = torch.tensor(df["class"].to_numpy(dtype=np.int64))
-            _, counts, acc = class_accuracies(hits, classes, k)
-            present = counts > 0
-            n_bad = int(df[NONFINITE].fillna(0).sum()) if NONFINITE in df else 0
-            base = {**spec.identity, **self._context(), "class": "all", "n": len(df),
-                    "n_nonfinite": n_bad}  # fmt: skip
-            degenerate = float(df["degenerate"].to_numpy(dtype=np.float64).mean())
-            rows += [
-                {**base, "metric": "accuracy", "value": float(acc[present].mean())},
-                {**base, "metric": "hit_rate", "value": float(hits.double().mean())},
-                {**base, "metric": "degenerate_rate", "value": degenerate},
-            ]
-            for c in present.nonzero().flatten().tolist():
-                name = names[c] if c < len(names) else str(c)
-                rows.append(
-                    {**base, "class": name, "n": int(counts[c]),
-                     "metric": "class_accuracy", "value": float(acc[c])}
-                )  # fmt: skip
-        return pd.DataFrame(rows)
+        subset = self.subset_name if self.flags is not None else None
+        return accuracy_table(pairs, specs, subset, k, names, self.class_mean, self._context())
 
     def nan_counts(self, rows: pd.DataFrame) -> dict[str, tuple[int, int, int]]:
-        """Per method: ``(pairs of non-finite maps, pairs, the same)`` (a pair is NaN only when
-        its map held a NaN or an infinite value)."""
-        part = rows[(rows["class"] == "all") & (rows.metric == "hit_rate")]
-        return {
-            str(m): (int(b), int(n), int(b))
-            for m, n, b in zip(part.method, part["n"], part["n_nonfinite"].fillna(0))
-        }
+        """Per method: pairs of non-finite maps over all pairs (:func:`~xai_bench.benchmarks.
+        pointing_tables.nonfinite_pairs`)."""
+        return nonfinite_pairs(rows)
 
     def summarize(self, rows: pd.DataFrame) -> dict[str, Any]:
-        overall = rows[rows["class"] == "all"]
-        summary: dict[str, Any] = self._context()
-        summary["n_pairs"] = int(overall["n"].max())
-        for metric in ("accuracy", "hit_rate"):
-            part = overall[overall.metric == metric]
-            summary.update({f"{metric}/{m}": float(v) for m, v in zip(part.method, part.value)})
-        return summary
+        """``n_pairs``, ``accuracy/<method>`` and ``hit_rate/<method>`` over all pairs, and the
+        same prefixed ``<subset_name>/`` (e.g. ``difficult/accuracy/gradcam``) for the
+        flagged subset."""
+        return {**self._context(), **subset_summary(rows)}
 
     def draw(self, rows: pd.DataFrame, run_dir: Path) -> list[Path]:
-        path = run_dir / f"{self.name}.png"
-        return [accuracy_bars(rows, path, self.tolerance, self.name, baseline=CENTER)]
+        """One bar chart of mean class accuracy per subset."""
+        subsets = rows["subset"] if "subset" in rows else pd.Series(ALL, rows.index)
+        paths = []
+        for subset in dict.fromkeys(subsets):
+            suffix = "" if subset == ALL else f"_{subset}"
+            title = self.name if subset == ALL else f"{self.name} ({subset})"
+            path = run_dir / f"{self.name}{suffix}.png"
+            part = rows[subsets == subset]
+            paths.append(accuracy_bars(part, path, self.tolerance, title, baseline=CENTER))
+        return paths

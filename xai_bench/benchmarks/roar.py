@@ -2,8 +2,9 @@
 
 For every method, the model's maps of the train, val and test images are computed once and
 cached on disk; for each fraction ``k`` the ``k`` most salient pixels (or values) of every image
-are replaced by a fill, a new network is trained on the modified train split (from scratch or
-fine-tuned from the model) and its accuracy on the modified test split is reported. A faithful
+are replaced by a fill, a new network is trained on the modified train split (from scratch,
+fine-tuned from the model, or from the published ImageNet weights with a new head as OPPSD's
+ViT-B/16) and its accuracy on the modified test split is reported. A faithful
 method removes what the model needs, so accuracy falls faster than with random removal: lower
 is better. Every (method, fraction, seed) retraining is a resumable unit with Lightning
 checkpoints, so an interrupted sweep loses at most one epoch.
@@ -47,7 +48,7 @@ from xai_bench.utils.hashing import state_hash
 from xai_bench.utils.io import atomic_write_json
 from xai_bench.viz.roar import roar_curves
 
-INITS = ("scratch", "finetune")
+INITS = ("scratch", "finetune", "pretrained")
 RESULT_METRICS = (
     "test_acc", "val_acc", "train_seconds", "epochs", "resumed_from", "resumed_from_step",
 )  # fmt: skip
@@ -69,7 +70,9 @@ class ROAR(Benchmark):
         postprocess: named steps from raw maps to ranked scores (OPPSD: channel mean, abs).
         fill: ``dataset_mean`` (RoarTorch), ``image_mean`` (OPPSD) or ``imagenet_mean`` (Hooker).
         target: class explained: ``predicted`` (Hooker, RoarTorch) or ``label`` (OPPSD).
-        init: ``scratch`` (a new network per retrain) or ``finetune`` (from the model's weights).
+        init: how each retrain starts: ``scratch`` (a new network), ``finetune`` (the
+            evaluated model's weights) or ``pretrained`` (the model's published ImageNet weights
+            with a new classifier head seeded by the retrain seed: OPPSD's ViT-B/16 ``roar.py``).
         recipe: the retraining recipe, a mapping of :class:`~xai_bench.training.recipe.Recipe`
             fields (missing ones keep ``Recipe()``'s defaults); its ``augment`` is a random crop
             and flip applied after removal (Hooker; off for OPPSD/PRUNE).
@@ -109,7 +112,10 @@ class ROAR(Benchmark):
         self.fill = check_choice(fill, ROAR_FILLS, "fill")
         self.target = check_target(target)
         self.init = check_choice(init, INITS, "init")
-        self.recipe = Recipe.from_mapping(recipe, name="benchmark.recipe")
+        self.recipe = Recipe.from_mapping(recipe, name="benchmark.recipe").refuse_init(
+            "benchmark.recipe",
+            "ROAR's retrains start as benchmark.init says (scratch|finetune|pretrained)",
+        )
         self.train_limit = None if train_limit is None else int(train_limit)
         check_count(self.train_limit, "train_limit", nullable=True)
         self.attribution_batch_size = check_count(
@@ -121,7 +127,7 @@ class ROAR(Benchmark):
     def fingerprint_recipe(self) -> dict[str, Any]:
         """What the retrains depend on besides data and maps, as one flat dict (part of the
         partial results' fingerprint): the recipe's fields, ``train_limit`` and ``init``."""
-        return {**self.recipe.to_dict(), "train_limit": self.train_limit, "init": self.init}
+        return {**self.recipe.key_dict(), "train_limit": self.train_limit, "init": self.init}
 
     def params(self) -> dict[str, Any]:
         """Everything that changes the retrains' numbers (keys the resumable units)."""
@@ -203,7 +209,10 @@ class ROAR(Benchmark):
             for split in SPLITS
         }
         data = RoarDataModule(datasets, r.batch_size, ctx.num_workers, seed, self.train_limit)
-        net = ctx.fresh_net(seed)
+        if self.init == "pretrained":
+            net = ctx.pretrained_net(seed)
+        else:
+            net = ctx.fresh_net(seed)
         if self.init == "finetune":
             net.load_state_dict({k: v.detach().cpu() for k, v in ctx.model.state_dict().items()})
         metrics = train_classifier(
@@ -223,6 +232,8 @@ class ROAR(Benchmark):
 
     # ------------------------------------------------------------------ run
     def run(self, ctx: RunContext) -> Result:
+        if self.init == "pretrained":  # missing published weights fail before any map or retrain
+            ctx.pretrained_net(self.seeds[0])
         store = chunk_store(ctx, self.name, self.params())
         base_acc = clean_accuracy(ctx, ctx.datamodule)
         weights = state_hash(ctx.model)

@@ -113,7 +113,15 @@ def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for key in samples[0]:
         values = [s[key] for s in samples]
         if key in STACKED:
-            out[key] = torch.stack([torch.as_tensor(v) for v in values])
+            tensors = [torch.as_tensor(v) for v in values]
+            if key == "image" and len({tuple(t.shape) for t in tensors}) > 1:
+                sizes = sorted({tuple(t.shape[-2:]) for t in tensors})
+                raise UserInputError(
+                    f"images of different sizes {sizes} in one batch (dataset.resize=torchray "
+                    "keeps each image's aspect ratio): the benchmarks' evaluation batches group "
+                    "images by size, other loaders need dataset.resize=square or batch size 1"
+                )
+            out[key] = torch.stack(tensors)
         else:
             out[key] = values
     return out

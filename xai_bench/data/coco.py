@@ -1,6 +1,7 @@
-"""MS COCO 2017 instances (Lin et al. 2014) read with pycocotools via torchvision's loader.
+"""MS COCO instances (Lin et al. 2014) read with pycocotools via torchvision's loader.
 
-Multi-label classification over the 80 categories with boxes and instance masks.
+Multi-label classification over the 80 categories with boxes and instance masks: ``coco2017``
+(GCAM Table 4's val2017) and ``coco2014`` (val2014, TorchRay's pointing game, spec §2.5).
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ import io
 import os
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.utils.data import Dataset, Subset
 from torchvision.datasets import CocoDetection
 
 from xai_bench.data.base import (
+    DatasetNotFoundError,
     ImageDataModule,
     MappedDataset,
     box_problem,
@@ -25,36 +27,46 @@ from xai_bench.data.base import (
     seeded_split,
     warn_skipped,
 )
-from xai_bench.data.transforms import eval_transform, train_transform
+from xai_bench.data.resize import AspectResize
+from xai_bench.data.transforms import train_transform
 
 LAYOUT = """{root}/
-└── coco2017/
-    ├── train2017/*.jpg   (optional for evaluation)
-    ├── val2017/*.jpg
+└── coco{year}/
+    ├── train{year}/*.jpg   (optional for evaluation)
+    ├── val{year}/*.jpg
     └── annotations/
-        ├── instances_train2017.json
-        └── instances_val2017.json"""
+        ├── instances_train{year}.json
+        └── instances_val{year}.json"""
 
 
 class CocoInstances(CocoDetection):
-    """:class:`~torchvision.datasets.CocoDetection` without crowd annotations or empty images.
+    """:class:`~torchvision.datasets.CocoDetection` without empty images (and by default
+    without crowd annotations).
 
-    Targets are the non-crowd annotations, each with its ``mask`` (``annToMask``, original
-    resolution) and ``class_index`` (contiguous index in sorted category-id order). An
-    annotation whose box has zero area or lies outside the image, or whose mask is empty, is
-    left out with a warning (:meth:`skipped_annotations` counts them). A corrupt image file is
-    named (:func:`~xai_bench.data.base.open_image`).
+    Targets are the annotations, each with its ``mask`` (``annToMask``: polygons, or RLE
+    counts for crowd regions, at original resolution) and ``class_index`` (contiguous index in
+    sorted category-id order, TorchRay's ``_COCO_CLASS_TO_INDEX``). An annotation whose box has
+    zero area or lies outside the image, or whose mask is empty, is left out with a warning
+    (:meth:`skipped_annotations` counts them). A corrupt image file is named
+    (:func:`~xai_bench.data.base.open_image`).
+
+    Args:
+        root: folder of the images.
+        ann_file: the ``instances_*.json`` file.
+        include_crowd: keep ``iscrowd`` annotations (RLE masks), as TorchRay's pointing game
+            does (``coco_as_class_ids`` / ``coco_as_mask`` use every annotation).
     """
 
-    def __init__(self, root: str, ann_file: str) -> None:
+    def __init__(self, root: str, ann_file: str, include_crowd: bool = False) -> None:
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
             super().__init__(root, ann_file)
+        self.include_crowd = bool(include_crowd)
         self.cat_index = {c: i for i, c in enumerate(sorted(self.coco.getCatIds()))}
         self.ids = [i for i in self.ids if self._annotations(i)]
 
     def _annotations(self, image_id: int) -> list[dict[str, Any]]:
         anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id))
-        return [a for a in anns if not a.get("iscrowd", 0)]
+        return [a for a in anns if self.include_crowd or not a.get("iscrowd", 0)]
 
     def _load_image(self, id: int) -> Any:
         return open_image(os.path.join(self.root, self.coco.loadImgs(id)[0]["file_name"]))
@@ -86,6 +98,11 @@ class CocoInstances(CocoDetection):
         """Annotations of sample ``index`` that its target leaves out."""
         return self._scored(self.ids[index])[1]
 
+    def orig_size(self, index: int) -> tuple[int, int]:
+        """``(H, W)`` of sample ``index`` from the annotation file (reads no pixels)."""
+        info = self.coco.loadImgs(self.ids[index])[0]
+        return int(info["height"]), int(info["width"])
+
 
 def coco_sample(
     transform: Any, num_classes: int, item: tuple[Any, list[dict[str, Any]]], index: int
@@ -110,35 +127,70 @@ def coco_sample(
     }
 
 
-class COCO2017DataModule(ImageDataModule):
+class COCO2017DataModule(AspectResize, ImageDataModule):
     """COCO 2017: ``test`` = val2017; ``train``/``val`` = seeded split of train2017.
 
     Without train2017 on disk, ``val`` is val2017 too. Images are resized to a square
-    ``image_size`` (no crop) so boxes and masks map back by scaling. ``download`` is not
-    supported (COCO is not in torchvision's downloaders).
+    ``image_size`` (no crop), or with ``resize="torchray"`` to the shorter side ``image_size``
+    with the aspect kept (:mod:`~xai_bench.data.resize`); boxes and masks stay in original
+    pixels. ``download`` is not supported (COCO is not in torchvision's downloaders). Crowd
+    annotations are left out.
     """
 
     source_dir = "coco2017"
+    year: ClassVar[str] = "2017"
+    include_crowd: ClassVar[bool] = False
 
     def _files(self, part: str) -> tuple[Path, Path]:
-        base = self.root / "coco2017"
+        base = self.root / f"coco{self.year}"
         return base / part, base / "annotations" / f"instances_{part}.json"
 
+    def _require(self, path: Path) -> None:
+        """Raise :class:`~xai_bench.data.base.DatasetNotFoundError` if ``path`` is missing."""
+        require(path, f"coco{self.year}", LAYOUT.format(root=self.root, year=self.year))
+
     def build_split(self, split: str) -> Dataset:
-        layout = LAYOUT.format(root=self.root)
+        train, val = f"train{self.year}", f"val{self.year}"
         use_train = split == "train" or (
-            split == "val" and all(p.exists() for p in self._files("train2017"))
+            split == "val" and all(p.exists() for p in self._files(train))
         )
-        images, ann_file = self._files("train2017" if use_train else "val2017")
-        require(images, "coco2017", layout)
-        require(ann_file, "coco2017", layout)
-        data: Dataset = CocoInstances(str(images), str(ann_file))
+        images, ann_file = self._files(train if use_train else val)
+        self._require(images)
+        self._require(ann_file)
+        data: Dataset = CocoInstances(str(images), str(ann_file), self.include_crowd)
         num_classes = len(data.cat_index)  # type: ignore[attr-defined]
         if split == "train" and self.augment:
             tf = train_transform(self.image_size, self.mean, self.std)
         else:
-            tf = eval_transform(self.image_size, self.mean, self.std, crop=False)
+            tf = self.eval_transform()
         if use_train:
             train_idx, val_idx = seeded_split(len(data), self.val_fraction, self.seed)
             data = Subset(data, train_idx if split == "train" else val_idx)
         return MappedDataset(data, partial(coco_sample, tf, num_classes))
+
+
+class COCO2014DataModule(COCO2017DataModule):
+    """COCO 2014 as TorchRay's pointing game reads it: ``test`` = all of val2014.
+
+    TorchRay (``torchray/benchmark/datasets.py``, ``examples/attribution_benchmark.py``)
+    evaluates every val2014 image (``limiter=None``) over the 80 categories in category-id
+    order, with every annotation of a class, crowd regions (RLE) included, as its ground
+    truth. Images without annotations give no pair, so they are left out here. ``train`` /
+    ``val`` = seeded split of train2014 (``val`` = val2014 without train2014). A missing file
+    or folder is named in one line.
+    """
+
+    source_dir = "coco2014"
+    year: ClassVar[str] = "2014"
+    include_crowd: ClassVar[bool] = True
+
+    def _require(self, path: Path) -> None:
+        if not path.exists():
+            what = "annotations file" if path.suffix == ".json" else "image folder"
+            raise DatasetNotFoundError(
+                f"dataset 'coco2014': {what} {path} does not exist: put COCO 2014's "
+                f"{path.name}{'' if path.suffix else '/*.jpg'} there (layout "
+                f"<root>/coco2014/{{val2014,train2014}}/*.jpg and "
+                f"<root>/coco2014/annotations/instances_*2014.json) or point paths.data_dir "
+                "(or dataset.datamodule.root) at the folder that holds coco2014/"
+            )

@@ -22,7 +22,8 @@ from xai_bench.data.base import (
     seeded_split,
     warn_skipped,
 )
-from xai_bench.data.transforms import eval_transform, train_transform
+from xai_bench.data.resize import AspectResize
+from xai_bench.data.transforms import train_transform
 from xai_bench.utils.errors import UserInputError
 
 VOC_CLASSES = (
@@ -52,13 +53,16 @@ class VOCFiles(VOCDetection):
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         return open_image(self.images[index]), self.annotation(index)
 
-    def skipped_annotations(self, index: int) -> int:
-        """Boxes of image ``index`` that :func:`voc_sample` leaves out (reads no pixels)."""
+    def orig_size(self, index: int) -> tuple[int, int]:
+        """``(H, W)`` of image ``index`` from its file header (reads no pixels)."""
         from PIL import Image
 
         with Image.open(self.images[index]) as image:
-            size = (image.height, image.width)
-        return len(voc_objects(self.annotation(index), size)[1])
+            return image.height, image.width
+
+    def skipped_annotations(self, index: int) -> int:
+        """Boxes of image ``index`` that :func:`voc_sample` leaves out (reads no pixels)."""
+        return len(voc_objects(self.annotation(index), self.orig_size(index))[1])
 
 
 def voc_objects(
@@ -116,12 +120,14 @@ def voc_sample(transform: Any, item: tuple[Any, dict[str, Any]], index: int) -> 
     }
 
 
-class VOC2007DataModule(ImageDataModule):
+class VOC2007DataModule(AspectResize, ImageDataModule):
     """VOC 2007: ``train``/``val`` = seeded split of trainval, ``test`` = the test set.
 
-    Images are resized to a square ``image_size`` (no crop) so that boxes map back by scaling.
-    With ``augment`` the train split uses the random-resized-crop augmentation, whose images
-    no longer match the boxes (only used for training the classifier).
+    Images are resized to a square ``image_size`` (no crop), or with ``resize="torchray"`` to
+    the shorter side ``image_size`` with the aspect kept (:mod:`~xai_bench.data.resize`);
+    boxes stay in original pixels (``orig_size``). With ``augment`` the train split uses the
+    random-resized-crop augmentation, whose images no longer match the boxes (only used for
+    training the classifier).
     """
 
     source_dir = "VOCdevkit/VOC2007"
@@ -139,7 +145,7 @@ class VOC2007DataModule(ImageDataModule):
         if split == "train" and self.augment:
             tf = train_transform(self.image_size, self.mean, self.std)
         else:
-            tf = eval_transform(self.image_size, self.mean, self.std, crop=False)
+            tf = self.eval_transform()
         if split != "test":
             train_idx, val_idx = seeded_split(len(data), self.val_fraction, self.seed)
             data = Subset(data, train_idx if split == "train" else val_idx)

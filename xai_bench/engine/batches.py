@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import torch
 from torch import Tensor
@@ -58,6 +60,28 @@ def subset_indices(n_total: int, n_images: int | None, seed: int) -> list[int]:
     return sorted(torch.randperm(n_total, generator=g)[:n_images].tolist())
 
 
+def size_batches(
+    indices: Sequence[int], sizes: Sequence[Hashable] | None, batch_size: int
+) -> list[list[int]]:
+    """``indices`` in batches of at most ``batch_size`` that hold one input size each.
+
+    Without ``sizes`` (every image the same size) the batches are consecutive runs of
+    ``indices``; otherwise the indices of each size, in order, are cut into runs, the sizes in
+    order of their first image. The batches depend only on the subset and the sizes, so a
+    rerun sees the same ones."""
+    groups: dict[Hashable, list[int]] = {}
+    if sizes is None:
+        groups[None] = list(indices)
+    else:
+        for i, size in zip(indices, sizes, strict=True):
+            groups.setdefault(size, []).append(int(i))
+    return [g[s : s + batch_size] for g in groups.values() for s in range(0, len(g), batch_size)]
+
+
+#: per datamodule, the batches of each plan (reading the sizes of every image once)
+_CHUNKS: WeakKeyDictionary[Any, dict[tuple[Any, ...], list[list[int]]]] = WeakKeyDictionary()
+
+
 @dataclass(frozen=True)
 class BatchPlan:
     """Which images a benchmark evaluates: a seeded subset of ``split`` in fixed batches.
@@ -83,18 +107,32 @@ class BatchPlan:
         ds = ctx.datamodule.dataset(self.split)
         return subset_indices(len(ds), self.n_images, ctx.seed)  # type: ignore[arg-type]
 
+    def chunks(self, ctx: RunContext) -> list[list[int]]:
+        """The subset's indices in batches of at most ``batch_size``: consecutive runs, or, where
+        the datamodule's images differ in size (its ``input_sizes``, e.g. ``dataset.resize=
+        torchray``), consecutive runs of each size's images (:func:`size_batches`)."""
+        idx = self.indices(ctx)
+        sizes_of = getattr(ctx.datamodule, "input_sizes", None)
+        if sizes_of is None:
+            return size_batches(idx, None, self.batch_size)
+        key = (self, ctx.seed, len(idx))
+        cache = _CHUNKS.setdefault(ctx.datamodule, {})
+        if key not in cache:
+            cache[key] = size_batches(idx, sizes_of(self.split, idx), self.batch_size)
+        return cache[key]
+
     def n_batches(self, ctx: RunContext) -> int:
-        return -(-len(self.indices(ctx)) // self.batch_size)
+        return len(self.chunks(ctx))
 
     def batch(self, ctx: RunContext, number: int) -> EvalBatch:
         """Batch ``number`` with the class to explain per image."""
         check_target(self.target)
         ds = ctx.datamodule.dataset(self.split)
-        idx = self.indices(ctx)
-        chunk = idx[number * self.batch_size : (number + 1) * self.batch_size]
-        if not chunk:
-            raise IndexError(f"batch {number} is past the end of the {len(idx)}-image subset")
-        sample = collate_samples([ds[i] for i in chunk])
+        chunks = self.chunks(ctx)
+        if not 0 <= number < len(chunks):
+            n = sum(map(len, chunks))
+            raise IndexError(f"batch {number} is past the end of the {n}-image subset")
+        sample = collate_samples([ds[i] for i in chunks[number]])
         x = sample["image"].to(ctx.device)
         with torch.no_grad():
             logits = ctx.model(x)

@@ -54,6 +54,8 @@ class RunContext:
         load_model: builds the evaluated model, in eval mode on ``device`` (called once).
         make_datamodule: builds a new datamodule of the run's dataset, augmentation off.
         make_net: a fresh, randomly initialised network seeded by its argument (retraining).
+        make_pretrained_net: a fresh network holding the model's published ImageNet weights,
+            with a new classifier head seeded by its argument (ROAR's ``init=pretrained``).
         device: the evaluation device.
         seed: the run's seed (subsets, tie-breaks, randomisation).
         identity: labels of every result row (``experiment``, ``model``, ``dataset``).
@@ -76,6 +78,7 @@ class RunContext:
     load_model: Callable[[], nn.Module]
     make_datamodule: Callable[[], ImageDataModule]
     make_net: Callable[[int], nn.Module] | None = None
+    make_pretrained_net: Callable[[int], nn.Module] | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
     identity: Mapping[str, Any] = field(default_factory=dict)
@@ -122,6 +125,18 @@ class RunContext:
         if self.make_net is None:
             raise ValueError("this run context cannot build fresh networks (no `make_net`)")
         return self.make_net(self.seed if seed is None else int(seed))
+
+    def pretrained_net(self, seed: int | None = None) -> nn.Module:
+        """A network that starts from the model's published weights, with a new head seeded by
+        ``seed`` (default: the run's).
+
+        Raises:
+            WeightsNotFoundError: the published weights are not in the local cache.
+        """
+        if self.make_pretrained_net is None:
+            raise ValueError("this run context cannot build pretrained networks (no "
+                             "`make_pretrained_net`)")  # fmt: skip
+        return self.make_pretrained_net(self.seed if seed is None else int(seed))
 
     def model_trainer(self) -> ModelTrainer:
         return self.trainer if self.trainer is not None else _missing_trainer()

@@ -162,6 +162,31 @@ def class_accuracies(
     return hit.nan_to_num(0.0).round().long(), counts, acc
 
 
+CLASS_MEANS = ("present", "all")
+
+
+def mean_class_accuracy(acc: Tensor, counts: Tensor, over: str = "present") -> float:
+    """TorchRay's ``PointingGame.accuracy``: the mean over classes of ``hits / (hits + misses)``.
+
+    Args:
+        acc: per-class accuracy ``[K]`` (:func:`class_accuracies`; NaN where a class has no
+            pair or a NaN pair).
+        counts: pairs per class ``[K]``.
+        over: ``present``: the classes with at least one pair; ``all``: all ``K`` classes, a
+            class without pairs counting 0 (TorchRay's ``hits / (hits + misses).clamp(min=1)``).
+            The two agree whenever every class has a pair (full VOC07 test, COCO val2014).
+
+    Returns:
+        The mean (NaN if a counted class is NaN, or if no class has a pair with ``present``).
+    """
+    if over not in CLASS_MEANS:
+        raise ValueError(f"over must be one of {CLASS_MEANS}, got {over!r}")
+    present = counts > 0
+    if over == "all":
+        return float(torch.where(present, acc, torch.zeros_like(acc)).mean())
+    return float(acc[present].mean()) if bool(present.any()) else math.nan
+
+
 @dataclass
 class Pairs:
     """The evaluated (image, class) pairs of a batch and the ground-truth instances of each.

@@ -8,6 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from xai_bench.models.meta import ModelMeta
+from xai_bench.models.torchray import load_torchray, torchray_layout
 from xai_bench.models.weights import (
     WeightsNotFoundError,
     load_into,
@@ -15,8 +16,9 @@ from xai_bench.models.weights import (
     read_state_dict,
 )
 from xai_bench.utils.errors import UserInputError, pretrained_classes_message
+from xai_bench.utils.torchray_files import torchray_missing
 
-WEIGHT_MODES = ("random", "pretrained", "trained")
+WEIGHT_MODES = ("random", "pretrained", "trained", "torchray")
 
 
 def build_model(
@@ -25,6 +27,7 @@ def build_model(
     weights: str = "random",
     pretrained: Mapping[str, str] | None = None,
     trained_checkpoint: str | Path | None = None,
+    torchray_file: str | Path | None = None,
 ) -> tuple[nn.Module, ModelMeta]:
     """Load weights into ``net`` and return it in eval mode beside its ``meta``.
 
@@ -32,9 +35,13 @@ def build_model(
         net: a freshly built network (this function owns it, so it may call ``.eval()``).
         meta: the model's facts.
         weights: ``random`` (as initialised), ``pretrained`` (published weights from the local
-            cache), ``trained`` (this project's checkpoint for the model and dataset) or a path.
+            cache), ``trained`` (this project's checkpoint for the model and dataset),
+            ``torchray`` (TorchRay's Caffe-converted pointing-game classifier) or a path (a file
+            in TorchRay's layout is converted, see :mod:`xai_bench.models.torchray`).
         pretrained: ``{source: torchvision|timm, name: ...}`` for ``weights=pretrained``.
         trained_checkpoint: where ``benchmark=train`` saves this model's checkpoint.
+        torchray_file: the TorchRay file of the model and dataset for ``weights=torchray``
+            (:func:`~xai_bench.utils.torchray_files.torchray_file`).
     """
     if weights == "random":
         pass
@@ -55,11 +62,25 @@ def build_model(
                 "(or keep train_if_missing=true)"
             )
         load_into(net, read_state_dict(trained_checkpoint), str(trained_checkpoint))
+    elif weights == "torchray":
+        if torchray_file is None:
+            raise UserInputError(
+                f"model {meta.name} has no TorchRay weights (model.torchray is not set): use "
+                "model=vgg16_torchray or model=resnet50_torchray"
+            )
+        path = Path(torchray_file)
+        if not path.is_file():
+            raise WeightsNotFoundError(torchray_missing(path))
+        load_torchray(net, read_state_dict(path), str(path))
     else:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsNotFoundError(
                 f"model.weights='{weights}' is neither one of {WEIGHT_MODES} nor an existing file"
             )
-        load_into(net, read_state_dict(path), str(path))
+        state = read_state_dict(path)
+        if torchray_layout(state) is not None:
+            load_torchray(net, state, str(path))
+        else:
+            load_into(net, state, str(path))
     return net.eval(), meta

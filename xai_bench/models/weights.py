@@ -10,7 +10,13 @@ from torch import nn
 
 from xai_bench.utils.errors import CorruptFileError, UserInputError, WeightsNotFoundError
 
-__all__ = ["WeightsNotFoundError", "load_into", "load_pretrained", "read_state_dict"]
+__all__ = [
+    "WeightsNotFoundError", "load_into", "load_pretrained", "pretrained_state", "read_state_dict",
+]  # fmt: skip
+
+
+#: entries of a training checkpoint that hold the weights, in the order they are looked for
+NESTED = ("state_dict", "model_state_dict", "model")
 
 
 def torchvision_weights_file(weights_name: str) -> tuple[Path, str]:
@@ -33,7 +39,12 @@ def timm_weights_file(hf_repo: str) -> Path | None:
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from ``.safetensors``, a plain ``.pt/.pth`` or a Lightning ``.ckpt``."""
+    """Read a state dict from ``.safetensors``, a plain ``.pt/.pth`` or a training checkpoint.
+
+    A checkpoint's weights are unwrapped from its first entry among :data:`NESTED` (Lightning
+    ``.ckpt``: ``state_dict`` with ``net.`` keys; OPPSD's ``best.pth``: ``model_state_dict``;
+    ``model``) and a ``module.`` prefix on every key (``nn.DataParallel``) is removed.
+    """
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"weights file {path} does not exist")
@@ -49,17 +60,33 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             "not a weights file. Replace it with an intact copy, or delete it if it is a "
             "checkpoint of this project (model.weights=trained trains it again)"
         ) from None
-    if isinstance(obj, dict) and "state_dict" in obj:
-        obj = obj["state_dict"]
-        prefix = "net."
-        if all(k.startswith(prefix) for k in obj):
-            obj = {k[len(prefix) :]: v for k, v in obj.items()}
+    obj = unwrap_state_dict(obj)
     if not isinstance(obj, dict):
         raise UserInputError(
             f"weights file {path} does not hold a state dict (a mapping of parameter names to "
             "tensors): save one with torch.save(model.state_dict(), path)"
         )
     return obj
+
+
+def unwrap_state_dict(obj: Any) -> Any:
+    """The state dict inside a loaded checkpoint ``obj`` (see :func:`read_state_dict`); other
+    objects are returned as they are."""
+    if not isinstance(obj, dict):
+        return obj
+    key = next((k for k in NESTED if isinstance(obj.get(k), dict)), None)
+    if key is not None:
+        obj = obj[key]
+        if key == "state_dict":  # Lightning: the Classifier's network is its `net`
+            obj = _strip(obj, "net.")
+    return _strip(obj, "module.")
+
+
+def _strip(state: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """``state`` without ``prefix`` if every key has it."""
+    if state and all(isinstance(k, str) and k.startswith(prefix) for k in state):
+        return {k[len(prefix) :]: v for k, v in state.items()}
+    return state
 
 
 def _reason(err: BaseException) -> str:
@@ -100,23 +127,41 @@ def load_pretrained(net: nn.Module, source: str, name: str) -> nn.Module:
         name: torchvision weights enum (``ResNet50_Weights.IMAGENET1K_V1``) or timm HF repo
             (``timm/vit_base_patch16_224.augreg2_in21k_ft_in1k``).
     """
+    state, path = pretrained_state(source, name)
+    return load_into(net, state, str(path))
+
+
+def pretrained_state(
+    source: str, name: str, instead: str | None = None
+) -> tuple[dict[str, torch.Tensor], Path]:
+    """The state dict of published weights in the local torch/HF cache, and its file.
+
+    Args:
+        source: ``torchvision`` or ``timm``.
+        name: as for :func:`load_pretrained`.
+        instead: the alternative the missing-file message offers (default: passing
+            ``model.weights=/path/to/file``).
+
+    Raises:
+        WeightsNotFoundError: the file is not cached; the message says which file goes where.
+    """
     if source == "torchvision":
         path, url = torchvision_weights_file(name)
         if not path.is_file():
             raise WeightsNotFoundError(
                 f"pretrained weights {name} are not cached and this run does not download. "
                 f"Put the file {path.name} (from {url}) at {path}, "
-                "or pass model.weights=/path/to/file.pth"
+                + (instead or "or pass model.weights=/path/to/file.pth")
             )
-        return load_into(net, read_state_dict(path), str(path))
+        return read_state_dict(path), path
     if source == "timm":
-        path = timm_weights_file(name)
-        if path is None:
+        found = timm_weights_file(name)
+        if found is None:
             raise WeightsNotFoundError(
                 f"pretrained weights {name} are not in the Hugging Face cache and this run does "
                 f"not download. Copy the repo '{name}' (model.safetensors) into the cache "
                 "(~/.cache/huggingface/hub, or $HF_HOME/hub), "
-                "or pass model.weights=/path/to/model.safetensors"
+                + (instead or "or pass model.weights=/path/to/model.safetensors")
             )
-        return load_into(net, read_state_dict(path), str(path))
+        return read_state_dict(found), found
     raise UserInputError(f"unknown model.pretrained.source '{source}' (torchvision or timm)")

@@ -256,9 +256,19 @@ def _in_between(rows: pd.DataFrame) -> Verdict:
 # --- pointing game (POSAGG Tables 1 and 3) ---------------------------------------------------
 
 
+def _pointing_rows(rows: pd.DataFrame, benchmark: str) -> pd.DataFrame:
+    """POSAGG's pointing rows of ``benchmark``: its multi-class subset (the EBP ``difficult``
+    rows) where a run reported one, else all pairs; never the mean of the two subsets."""
+    part = rows[rows["benchmark"] == benchmark]
+    if "subset" not in part:
+        return part
+    subset = part["subset"].fillna("all").astype(str).replace("", "all")  # "": run without it
+    return part[subset == ("difficult" if (subset == "difficult").any() else "all")]
+
+
 def _gaps(rows: pd.DataFrame, methods: list[str]) -> tuple[dict[str, tuple[float, float]], str]:
-    orig = values(rows[rows["benchmark"] == "pointing_game"], "accuracy", methods)
-    restr = values(rows[rows["benchmark"] == "pointing_game_restricted"], "accuracy", methods)
+    orig = values(_pointing_rows(rows, "pointing_game"), "accuracy", methods)
+    restr = values(_pointing_rows(rows, "pointing_game_restricted"), "accuracy", methods)
     pairs = {m: (orig[m], restr[m]) for m in methods if m in orig and m in restr}
     text = ", ".join(f"{NAMES[m]} {a:.2f}/{b:.2f}" for m, (a, b) in pairs.items())
     return pairs, text

@@ -22,6 +22,7 @@ from xai_bench.data.base import ResumePoint
 from xai_bench.training.lit import Classifier
 from xai_bench.training.recipe import Recipe
 from xai_bench.utils.distributed import is_global_zero
+from xai_bench.utils.errors import UserInputError
 from xai_bench.utils.io import atomic_write, atomic_write_json, remove_stray_tmp
 from xai_bench.utils.lock import RunLock
 
@@ -73,15 +74,20 @@ class LastCheckpoint(pl.Callback):
 
     Lightning's own ``ModelCheckpoint(save_last=True, save_top_k=0)`` writes ``last.ckpt`` only
     when the run ends (Lightning 2.6), which makes resumption impossible.
+
+    With gradient accumulation a checkpoint is written only after the batch that completed an
+    optimizer step (never with gradients of a partial accumulation pending).
     """
 
     def __init__(self, path: str | Path, every_n_steps: int = 0) -> None:
         self.path = Path(path)
         self.every_n_steps = int(every_n_steps)
+        self._saved_step = -1
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        n = self.every_n_steps
-        if n > 0 and trainer.global_step % n == 0 and not self._at_epoch_end(trainer):
+        n, step = self.every_n_steps, trainer.global_step
+        if n > 0 and step % n == 0 and step != self._saved_step and not self._at_epoch_end(trainer):
+            self._saved_step = step
             trainer.save_checkpoint(self.path)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -127,6 +133,28 @@ class RNGState(pl.Callback):
             torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
+def recipe_trainer_kwargs(recipe: Recipe, trainer_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``trainer`` preset's Lightning Trainer arguments with the recipe's
+    ``accumulate_grad_batches`` and, if set, its ``precision`` (which replaces the preset's).
+
+    Raises:
+        UserInputError: ``16-mixed`` on the CPU (float16 autocast needs a CUDA GPU; CPU
+            training runs in ``32-true`` or ``bf16-mixed``).
+    """
+    out = {**trainer_kwargs, "accumulate_grad_batches": recipe.accumulate_grad_batches}
+    if recipe.precision is not None:
+        out["precision"] = recipe.precision
+    accelerator = str(out.get("accelerator", "auto"))
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if on_cpu and str(out.get("precision")) in ("16-mixed", "16"):
+        raise UserInputError(
+            "precision 16-mixed (float16 autocast) needs a CUDA GPU but this run trains on the "
+            "CPU: set train.precision (or benchmark.recipe.precision) to 32-true or bf16-mixed, "
+            "or train on a GPU (trainer=gpu)"
+        )
+    return out
+
+
 def fit_and_test(
     module: pl.LightningModule,
     datamodule: pl.LightningDataModule,
@@ -149,12 +177,18 @@ def fit_and_test(
     One process trains into ``out_dir`` at a time (:class:`~xai_bench.utils.lock.RunLock`):
     a second one waits, then returns the metrics the first one saved (with ``reused: True``).
 
+    A :class:`~xai_bench.training.lit.Classifier` brings its recipe's gradient accumulation and
+    precision (:func:`recipe_trainer_kwargs`, checked before ``out_dir`` is created).
+
     Returns:
         ``test_acc``, ``val_acc``, ``test_loss``, ``train_seconds``, ``epochs``, ``resumed_from``
         (the epoch training resumed in, 0 for a fresh start), ``resumed_from_step`` (the
         optimizer step) and ``history`` (per-epoch validation metrics).
     """
     out_dir = Path(out_dir)
+    recipe = getattr(module, "recipe", None)
+    if isinstance(recipe, Recipe):
+        trainer_kwargs = recipe_trainer_kwargs(recipe, trainer_kwargs)
     if not is_global_zero():  # rank 0 holds the lock for the whole data-parallel run
         return _fit_and_test(module, datamodule, out_dir, trainer_kwargs, max_epochs, seed,
                              progress, checkpoint_every_n_steps)  # fmt: skip
@@ -240,14 +274,17 @@ def train_classifier(
     seed: int = 0,
     progress: bool = True,
     checkpoint_every_n_steps: int = 0,
+    head: str | None = None,
 ) -> dict[str, Any]:
     """Fit ``net`` on the train split with :class:`Classifier` and :func:`fit_and_test`, for
     ``recipe.max_epochs`` epochs.
 
-    ``net`` is trained in place (the caller hands over a network it built for this). The
-    recipe's ``batch_size`` and ``augment`` are the datamodule's: the caller builds it with them.
+    ``net`` is trained in place (the caller hands over a network it built for this, e.g. with
+    published backbone weights for ``init=pretrained``). The recipe's ``batch_size`` and
+    ``augment`` are the datamodule's: the caller builds it with them. ``head``: the classifier
+    head's dotted name, for the recipe's head epochs and rates (default: found in ``net``).
     """
-    module = Classifier(net, recipe, multilabel=multilabel)
+    module = Classifier(net, recipe, multilabel=multilabel, head=head)
     return fit_and_test(
         module, datamodule, out_dir, trainer_kwargs, recipe.max_epochs, seed, progress,
         checkpoint_every_n_steps,

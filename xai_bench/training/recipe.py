@@ -16,6 +16,15 @@ from typing import Any
 from xai_bench.utils.errors import UserInputError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+INITS = ("scratch", "pretrained")
+#: Lightning precisions, and the short forms they stand for
+PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
+PRECISION_ALIASES = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+#: fields that hold ``None`` by default, and the type of their other values
+OPTIONAL = {"head_lr": float, "backbone_lr": float, "precision": str}
+#: fields added after the first checkpoints were keyed: left out of :meth:`Recipe.key_dict` at
+#: their defaults, so the keys of recipes that do not use them stay as they were
+ADDED = ("init", "head_epochs", "head_lr", "backbone_lr", "accumulate_grad_batches", "precision")
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,19 @@ class Recipe:
         label_smoothing: cross-entropy label smoothing (ignored for multi-label data).
         augment: random augmentation of the training images. The caller's datamodule applies
             it (the dataset's own augmentation; ROAR's crop and flip after removal).
+        init: how ``benchmark=train`` starts the network: ``scratch`` (random) or
+            ``pretrained`` (the model's published ImageNet weights with a new, seeded
+            classifier head for the dataset's classes). ROAR and Group-CAM fine-tuning have
+            their own start and refuse ``pretrained`` here.
+        head_epochs: the first this many epochs train only the classifier head (the backbone
+            frozen and in eval mode), the rest the whole network (0: none).
+        head_lr: learning rate of the classifier head (``None``: ``lr``).
+        backbone_lr: learning rate of everything but the head (``None``: ``lr``; 0 keeps the
+            backbone's weights fixed).
+        accumulate_grad_batches: batches whose gradients are summed per optimiser step
+            (OPPSD's ViT: 64 x 8 = 512 images per step).
+        precision: Lightning precision of training (``32-true``, ``16-mixed``, ``bf16-mixed``,
+            ...; ``None``: the ``trainer`` preset's). ``16-mixed`` needs a CUDA GPU.
     """
 
     optimizer: str = "adam"
@@ -56,10 +78,18 @@ class Recipe:
     warmup_epochs: float = 0.0
     momentum: float = 0.9
     nesterov: bool = True
+    init: str = "scratch"
+    head_epochs: int = 0
+    head_lr: float | None = None
+    backbone_lr: float | None = None
+    accumulate_grad_batches: int = 1
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            cast, value = type(f.default), getattr(self, f.name)
+            cast, value = OPTIONAL.get(f.name, type(f.default)), getattr(self, f.name)
+            if f.name in OPTIONAL and value is None:
+                continue
             if cast is bool and not isinstance(value, bool | int):  # bool("false") is True
                 raise UserInputError(f"{f.name} must be true or false, got {value!r}")
             try:
@@ -97,6 +127,50 @@ class Recipe:
                 f"milestones must increase and warmup_epochs be >= 0, got {list(self.milestones)}"
                 f" and {self.warmup_epochs}"
             )
+        self._check_finetuning()
+
+    def _check_finetuning(self) -> None:
+        """The fine-tuning fields (``init`` .. ``precision``)."""
+        if self.init not in INITS:
+            raise UserInputError(f"init must be one of {', '.join(INITS)}, got '{self.init}'")
+        if not 0 <= self.head_epochs <= self.max_epochs:
+            raise UserInputError(
+                f"head_epochs must lie in [0, max_epochs={self.max_epochs}], got {self.head_epochs}"
+            )
+        for key in ("head_lr", "backbone_lr"):
+            value = getattr(self, key)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise UserInputError(f"{key} must be null or a number >= 0, got {value}")
+        if self.accumulate_grad_batches < 1:
+            raise UserInputError(
+                f"accumulate_grad_batches must be >= 1, got {self.accumulate_grad_batches}"
+            )
+        if self.precision is not None:
+            value = PRECISION_ALIASES.get(self.precision, self.precision)
+            if value not in PRECISIONS:
+                raise UserInputError(
+                    f"precision must be null or one of {', '.join(PRECISIONS)}, got "
+                    f"'{self.precision}'"
+                )
+            object.__setattr__(self, "precision", value)
+
+    def refuse_init(self, name: str, start: str) -> Recipe:
+        """This recipe, if its ``init`` is the default: for trainings that start elsewhere.
+
+        Args:
+            name: where the recipe comes from (``benchmark.recipe``).
+            start: how those trainings start instead, for the message.
+        """
+        if self.init != "scratch":
+            raise UserInputError(
+                f"{name}.init={self.init} is only read by benchmark=train (train.init); {start}"
+            )
+        return self
+
+    @property
+    def splits_head(self) -> bool:
+        """Whether the head is trained differently from the backbone (own rate or phase)."""
+        return self.head_epochs > 0 or self.head_lr is not None or self.backbone_lr is not None
 
     def lr_factor(self, step: int, steps_per_epoch: int) -> float:
         """Multiplier of ``lr`` at optimiser step ``step`` (0-based): the decay of the step's
@@ -151,7 +225,21 @@ class Recipe:
             raise UserInputError(f"{name}: {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain ``{field: value}`` (for hashing, JSON and Lightning hyper-parameters)."""
+        """Plain ``{field: value}`` of every field (for JSON and Lightning hyper-parameters)."""
         out = asdict(self)
         out["milestones"] = list(self.milestones)
+        return out
+
+    def key_dict(self, raw: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What keys checkpoints trained under this recipe: :meth:`to_dict` (or ``raw``, the
+        mapping the recipe was read from, as given) without the :data:`ADDED` fields that hold
+        their defaults, so keys computed before those fields existed stay valid."""
+        out = dict(raw) if raw is not None else self.to_dict()
+        default = Recipe()
+        for key in ADDED:
+            value = getattr(self, key)
+            if value == getattr(default, key):
+                out.pop(key, None)
+            else:
+                out[key] = value
         return out

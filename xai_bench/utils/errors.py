@@ -38,6 +38,23 @@ PRETRAINED_CLASSES = 1000  # the published ImageNet weights of the model configs
 def pretrained_classes_message(name: str, classes: Any) -> str:
     return (
         f"pretrained {name} weights have {PRETRAINED_CLASSES} classes but the dataset has "
-        f"{classes}: use model.weights=trained (trains {name} on this dataset), "
+        f"{classes}: use model.weights=trained (trains {name} on this dataset; with "
+        "train.init=pretrained it fine-tunes these weights), "
         "model.weights=random, or model.weights=/path/to/a/checkpoint with that many classes"
+    )
+
+
+def scratch_instead(key: str = "train.init") -> str:
+    """The alternative that a missing published weights file's message offers when a training
+    starts from them (``key=pretrained``: ``train.init``, ROAR's ``benchmark.init``)."""
+    return f"or train from random weights ({key}=scratch)"
+
+
+def no_pretrained_message(name: str, key: str = "train.init") -> str:
+    """``<key>=pretrained`` (``train.init``, ROAR's ``benchmark.init``) for a model without
+    published weights."""
+    return (
+        f"{key}=pretrained: model {name} has no published weights (pretrained: null in "
+        f"xai_bench/configs/model/{name}.yaml); use {key}=scratch, or a model with published "
+        "ImageNet weights (resnet50, vgg16, vgg19, vit_b16)"
     )
