@@ -85,6 +85,25 @@ def test_submitit_local_sweep_of_two_jobs_resumes(tmp_path) -> None:
         assert (base / name / "results.csv").stat().st_mtime_ns == stamps[name]
 
 
+def test_joblib_sweep_runs_one_folder_per_method_list(tmp_path) -> None:
+    """``make roar``'s layout: Hydra's joblib launcher runs a sweep over method lists two at a
+    time, one run folder (and one result table) per list."""
+    args = (
+        "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.weights=random",
+        "model.net.widths=[4,8,8]", "dataset.datamodule.n_test=32", "benchmark=pixel_perturbation",
+        "benchmark.n_images=8", "benchmark.methods=[gradient],[random]",
+    )  # fmt: skip
+    res = xai_bench(*args, root=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    base = tmp_path / "outputs" / "default" / "pixel_perturbation" / "resnet8" / "shapes"
+    assert sorted(p.name for p in base.iterdir()) == ["gradient", "random"]
+    for method in ("gradient", "random"):
+        (table,) = (base / method).glob("*/results.csv")  # one run folder per method list
+        rows = table.read_text().splitlines()
+        methods = {line.split(",")[5] for line in rows[1:]}
+        assert methods == {method}, methods
+
+
 @pytest.mark.parametrize("entry", [["-m", "xai_bench"]])
 def test_module_entry_point_matches_console_script(tmp_path, entry) -> None:
     script = Path(sys.executable).parent / "xai-bench"
