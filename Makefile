@@ -5,21 +5,33 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2   # pytest-xdist processes of make test (one torch thread each; 0: no xdist)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-resnet8 run-vgg roar finetune test test-effects test-all lint format clean
+.PHONY: help install run run-resnet8 run-vgg roar finetune reproduce report figures test test-effects test-all lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
+# Headless Chromium for tests/test_report_html.py (skipped without it): installed with apt-get
+# where that is possible (root on Debian/Ubuntu); anywhere else a note, never a failure.
+INSTALL_CHROMIUM = command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	command -v apt-get >/dev/null 2>&1 && echo "installing chromium (apt-get)" && \
+	{ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	{ apt-get update -qq >/dev/null 2>&1 && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } || \
+	echo "chromium not installed: tests/test_report_html.py will be skipped"
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	@$(INSTALL_CHROMIUM)
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install the package with its test tools (idempotent)
+install: $(STAMP) ## create .venv and install the package with its test tools (idempotent), and chromium where apt-get can
+	@$(INSTALL_CHROMIUM)
 
 EMBEDDED := overview,gallery,sanity_checks,pixel_perturbation,deletion_insertion,class_sensitivity,efficiency
 XB := OMP_NUM_THREADS=1 $(BIN)/xai-bench
@@ -48,9 +60,26 @@ roar: $(STAMP) ## ROAR on the embedded default: 5 methods x 5 fractions, 25 smal
 finetune: $(STAMP) ## Group-CAM fine-tuning vs plain fine-tuning on the embedded default (CPU)
 	OMP_NUM_THREADS=1 $(BIN)/xai-bench experiment=embedded_finetune
 
+# The papers' figures and tables (xai_bench/configs/experiment/<paper>/<result>.yaml), two runs at
+# a time on a CPU; SCALE=paper submits the paper-scale sweeps to SLURM (docs/reproduce.md).
+SCALE ?= embedded
+REPRODUCE_ARGS ?=
+reproduce: $(STAMP) ## every paper experiment at SCALE=embedded (CPU, offline) or SCALE=paper (SLURM); finished runs are skipped
+	$(BIN)/python scripts/reproduce.py --scale $(SCALE) $(if $(filter paper,$(SCALE)),--launcher slurm) $(REPRODUCE_ARGS)
+
+# Reads stored results only (seconds); an experiment without results is listed as not run.
+report: $(STAMP) ## the report of SCALE: our numbers beside the papers', figures, claim verdicts (outputs/report/report.md, one self-contained report.html)
+	OMP_NUM_THREADS=1 $(BIN)/python scripts/make_report.py --scale $(SCALE)
+
+# Stored results only (seconds): no model, no map is computed; OUT/SCALE/index.md lists every
+# experiment, drawn or MISSING with the command that runs it.
+OUT ?= outputs/figures
+figures: $(STAMP) ## the papers' figures of SCALE from stored results, the paper's numbers beside ours (OUT/SCALE/<paper>/<result>.png + .md)
+	$(BIN)/python scripts/make_figures.py --scale $(SCALE) --out $(OUT)
+
 test: $(STAMP) ## run the test suite (not gpu, not effects) and ruff
 	$(BIN)/ruff check xai_bench tests scripts
-	$(BIN)/python -m pytest -m "not gpu and not effects" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not gpu and not effects" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-effects: $(STAMP) ## the papers' effects on the trained embedded models (about 5 min; XAI_BENCH_EFFECT_SEED=N)
 	$(BIN)/python -m pytest -m effects $(PYTEST_ARGS)

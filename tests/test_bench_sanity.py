@@ -7,12 +7,14 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 from xai_bench.benchmarks.sanity_checks import METRICS, SanityChecks, compare, map_views
+from xai_bench.benchmarks.sanity_maps import MAPS_FILE
 from xai_bench.metrics.aggregate import aggregate
 from xai_bench.models.layers import UnknownLayerError
 from xai_bench.models.randomize import cascade, independent, randomized_copy
@@ -168,6 +170,10 @@ def test_sanity_checks_end_to_end_on_a_trained_model(make_cfg, tmp_path, monkeyp
     assert table.groupby("stage", sort=False).stage_index.first().to_dict() == {
         s: i for i, s in enumerate(["original", *BLOCKS])}  # fmt: skip
     assert json.loads((tmp_path / "x" / "summary.json").read_text())["n_images"] == 8
+    with np.load(tmp_path / "x" / MAPS_FILE) as maps:  # the first image's map per stage
+        assert maps["maps"].shape == (2, 6, 32, 32) and np.isfinite(maps["maps"]).all()
+        assert list(maps["methods"]) == ["gradient", "random"]
+        assert list(maps["stages"]) == ["original", *BLOCKS] and maps["image"].shape == (3, 32, 32)
     for method in ("gradient", "random"):
         assert (tmp_path / "x" / f"sanity_checks_{method}.png").stat().st_size > 10_000
         for metric in out["metrics"]:

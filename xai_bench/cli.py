@@ -118,5 +118,15 @@ def _main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. A paper experiment's scale (``scale=embedded|paper``) adds
+    that scale's overrides to the command line first (:mod:`xai_bench.experiments`)."""
+    from xai_bench.experiments import expand_argv
+    from xai_bench.reproduce import check_paper_inputs
+    from xai_bench.utils.errors import UserInputError, WeightsNotFoundError
+
+    try:
+        sys.argv[1:] = expand_argv(sys.argv[1:])
+        check_paper_inputs(sys.argv[1:])  # scale=paper: every missing file of the sweep at once
+    except (UserInputError, WeightsNotFoundError) as err:
+        fail(err)
     _main()

@@ -55,8 +55,10 @@ def saved_config(cfg: DictConfig, ws: Workspace) -> dict[str, Any]:
 
 
 # Keys that do not change the numbers: a rerun that differs only in them reuses the results.
+# (`scale` and a paper experiment's `scales`, `reported` and `figure` blocks only document; the
+# overrides that a scale adds change the sections they set.)
 RUNTIME_KEYS = {"force", "device", "num_workers", "paths", "hydra", "checkpoint_every_n_steps",
-                "lock_timeout", "threads"}  # fmt: skip
+                "lock_timeout", "threads", "scale", "scales", "reported", "figure"}  # fmt: skip
 
 
 def changed_keys(saved: Path, new: dict[str, Any]) -> list[str]:
@@ -102,6 +104,16 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             store.save(result.table, summary, config)
             log.info("results written to %s", run_dir)
     return {**strict_json(summary), "run_dir": str(run_dir), "cached": False}
+
+
+def finished_result(cfg: DictConfig, run_dir: str | Path) -> dict | None:
+    """The results :func:`run` would return without computing (intact, same config and input
+    files), or ``None``; reads checksums and the saved config only (``make reproduce``)."""
+    run_dir = Path(run_dir)
+    store = RunStore(run_dir)
+    if store.problem() is not None:
+        return None
+    return _finished(cfg, Workspace(cfg, run_dir), store, run_dir)
 
 
 def _finished(cfg: DictConfig, ws: Workspace, store: RunStore, run_dir: Path) -> dict | None:

@@ -22,6 +22,10 @@ so it is 1 for deterministic methods by computation, not by definition.
 A map with a NaN or an infinite value (at the stage or in the reference) gives NaN in every
 metric, its rows are flagged ``map_nonfinite = 1``, and the mean of each (method, stage,
 metric) group with such a row is NaN (:func:`~xai_bench.metrics.aggregate.aggregate`).
+
+The first image's abs view per method and stage (Adebayo's Fig. 2 strip, OPPSD Fig. 2b) is kept
+beside the chunks when its first batch is computed and joined into ``sanity_maps.npz``
+(:mod:`~xai_bench.benchmarks.sanity_maps`), which ``make figures`` draws.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from xai_bench.benchmarks.sanity_maps import MAPS_FILE, keep_array, map_file, write_stage_maps
 from xai_bench.engine.batches import BatchPlan, EvalBatch
 from xai_bench.engine.benchmark import EvalBenchmark, Result
 from xai_bench.engine.context import RunContext
@@ -46,6 +51,7 @@ from xai_bench.metrics import similarity as sim
 from xai_bench.metrics.aggregate import NONFINITE, aggregate, check_constant_maps
 from xai_bench.metrics.postprocess import nonfinite_maps
 from xai_bench.models.randomize import randomized_copy
+from xai_bench.utils.distributed import is_global_zero
 from xai_bench.utils.resolution import (
     HOG_CELL,
     REFERENCE_SIDE,
@@ -240,6 +246,7 @@ class SanityChecks(EvalBenchmark):
         built, skipped = build_explainers(ctx)
         stages = self.stages(blocks)
         shared = _StageCache(self, ctx, dict(stages), {spec.label: e for spec, e in built})
+        shared.maps_dir = store.root / "maps"
         frames = []
         for index, (stage, _) in enumerate(stages):  # one randomised model in memory at a time
             conditions = {"stage": stage, "stage_index": index}
@@ -248,6 +255,9 @@ class SanityChecks(EvalBenchmark):
             shared.release(stage)
         frames = [f for f in frames if len(f)]
         rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if is_global_zero():
+            keys = [(spec.label, spec.key) for spec, _ in built]
+            write_stage_maps(shared.maps_dir, ctx.run_dir / MAPS_FILE, keys, [s for s, _ in stages])
         return self.result(ctx, rows, skipped, store)
 
     def stage_target(self, model: nn.Module, batch: EvalBatch) -> Tensor:
@@ -334,6 +344,7 @@ class _StageCache:
         self.explainers: dict[tuple[str, str], Explainer] = {}
         self.targets: dict[tuple[str, int], Tensor] = {}
         self.views: dict[tuple[str, int], dict[str, Tensor]] = {}
+        self.maps_dir: Path | None = None  # where the first image's maps are kept
 
     def model(self, stage: str) -> nn.Module:
         if stage not in self.models:
@@ -360,8 +371,20 @@ class _StageCache:
         if (stage, batch.number) not in self.targets:
             self.targets[(stage, batch.number)] = bench.stage_target(self.model(stage), batch)
         target = self.targets[(stage, batch.number)]
-        views = bench.map_views(explainer(batch.x, target))
+        attr = explainer(batch.x, target)
+        if batch.number == 0 and self.maps_dir is not None:
+            self.keep_first_map(spec, stage, batch, attr)
+        views = bench.map_views(attr)
         if (spec.label, batch.number) not in self.views:  # the trained model's maps
             ref = self.reference[spec.label](batch.x, batch.target)
             self.views[(spec.label, batch.number)] = bench.map_views(ref)
         return bench.rows(batch, target, views, self.views[(spec.label, batch.number)])
+
+    def keep_first_map(self, spec: MethodSpec, stage: str, batch: EvalBatch, attr: Tensor) -> None:
+        """Keep the abs view ``[H, W]`` of the batch's first map (and the image) as float16."""
+        assert self.maps_dir is not None
+        view = sim.abs_view(attr[:1].detach().float())[0, 0]
+        keep_array(map_file(self.maps_dir, spec.key, stage), view.cpu().numpy())
+        if not (self.maps_dir / "image.npy").is_file():
+            image = self.ctx.datamodule.denormalize(batch.x[:1].detach().float())[0]
+            keep_array(self.maps_dir / "image.npy", image.clamp(0, 1).cpu().numpy())

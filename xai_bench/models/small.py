@@ -217,8 +217,13 @@ def small_vit(
     depth: int = 4,
     num_heads: int = 4,
     mlp_ratio: float = 2.0,
+    global_pool: str = "token",
 ) -> nn.Module:
-    """A few-layer timm VisionTransformer with small patches for 32-64 px images."""
+    """A few-layer timm VisionTransformer with small patches for 32-64 px images.
+
+    ``global_pool="avg"`` drops the class token and averages the patch tokens (trains faster on
+    a few thousand images; set ``model.num_prefix_tokens: 0`` with it).
+    """
     from timm.models.vision_transformer import VisionTransformer
 
     return VisionTransformer(
@@ -230,4 +235,6 @@ def small_vit(
         depth=depth,
         num_heads=num_heads,
         mlp_ratio=mlp_ratio,
+        global_pool=global_pool,
+        class_token=global_pool == "token",
     )

@@ -39,7 +39,11 @@ Rule = Callable[[pd.DataFrame], Verdict]
 
 @dataclass(frozen=True)
 class Claim:
-    """One effect a paper reports, and how to check it on ``benchmark``'s rows."""
+    """One effect a paper reports, and how to check it on ``benchmark``'s rows.
+
+    ``experiments`` names the paper experiments (``<paper>/<result>``) whose results `make
+    report` checks it on, ``a+b`` for two checked together (:mod:`xai_bench.report.verdicts`);
+    empty: checked on the embedded runs only."""
 
     paper: str
     topic: str
@@ -48,6 +52,7 @@ class Claim:
     benchmark: str
     rule: Rule
     command: str
+    experiments: tuple[str, ...] = ()
 
 
 def values(
@@ -370,6 +375,7 @@ CLAIMS: tuple[Claim, ...] = (
         "input_invariance",
         _invariant(("gradient", "guided_backprop", "pattern_net", "pattern_attribution"), 1),
         RUN,
+        experiments=("unrel/fig2_gradient_signal+unrel/fig3_attribution",),
     ),
     Claim(
         "UNREL",
@@ -379,6 +385,7 @@ CLAIMS: tuple[Claim, ...] = (
         "input_invariance",
         _invariant(("input_x_gradient", "integrated_gradients", "lrp_0"), 0),
         RUN,
+        experiments=("unrel/fig3_attribution",),
     ),
     Claim(
         "UNREL",
@@ -388,6 +395,7 @@ CLAIMS: tuple[Claim, ...] = (
         "input_invariance",
         _ig_black,
         RUN,
+        experiments=("unrel/fig3_attribution+unrel/fig5_checkerboard",),
     ),
     Claim(
         "OPPSD, Adebayo",
@@ -397,6 +405,7 @@ CLAIMS: tuple[Claim, ...] = (
         "sanity_checks",
         _gbp_stays,
         RUN,
+        experiments=("oppsd/fig2a_sanity",),
     ),
     Claim(
         "OPPSD",
@@ -406,6 +415,7 @@ CLAIMS: tuple[Claim, ...] = (
         "sanity_checks",
         _gradient_drops,
         RUN,
+        experiments=("oppsd/fig2a_sanity",),
     ),
     Claim(
         "PRUNE",
@@ -415,6 +425,7 @@ CLAIMS: tuple[Claim, ...] = (
         "sanity_checks",
         _prunegrad_lowest,
         RUN,
+        experiments=("prunegrad/fig2_sanity",),
     ),
     Claim(
         "POSAGG",
@@ -424,6 +435,7 @@ CLAIMS: tuple[Claim, ...] = (
         "class_sensitivity",
         _gradcam_zero,
         MULTI,
+        experiments=("posagg/table2_class_sensitivity",),
     ),
     Claim(
         "POSAGG",
@@ -433,6 +445,7 @@ CLAIMS: tuple[Claim, ...] = (
         "class_sensitivity",
         _cam_higher,
         MULTI,
+        experiments=("posagg/table2_class_sensitivity",),
     ),
     Claim(
         "POSAGG",
@@ -442,6 +455,7 @@ CLAIMS: tuple[Claim, ...] = (
         "class_sensitivity",
         _blocks_rise("gradcampp"),
         MULTI,
+        experiments=("posagg/table2_class_sensitivity",),
     ),
     Claim(
         "POSAGG",
@@ -451,6 +465,7 @@ CLAIMS: tuple[Claim, ...] = (
         "class_sensitivity",
         _blocks_rise("gradcam_pos"),
         MULTI,
+        experiments=("posagg/table2_class_sensitivity",),
     ),
     Claim(
         "POSAGG",
@@ -460,6 +475,7 @@ CLAIMS: tuple[Claim, ...] = (
         "class_sensitivity",
         _positive_near_one,
         MULTI,
+        experiments=("posagg/table4_class_sensitivity",),
     ),
     Claim(
         "POSAGG",
@@ -469,6 +485,7 @@ CLAIMS: tuple[Claim, ...] = (
         "class_sensitivity",
         _in_between,
         MULTI,
+        experiments=("posagg/table2_class_sensitivity+posagg/table4_class_sensitivity",),
     ),
     Claim(
         "POSAGG",
@@ -478,6 +495,7 @@ CLAIMS: tuple[Claim, ...] = (
         "pointing_game",
         _restricted_drops,
         MULTI,
+        experiments=("posagg/table1_pointing+posagg/table3_pointing_propagation",),
     ),
     Claim(
         "POSAGG",
@@ -487,6 +505,7 @@ CLAIMS: tuple[Claim, ...] = (
         "pointing_game",
         _restricted_equal,
         MULTI,
+        experiments=("posagg/table1_pointing+posagg/table3_pointing_propagation",),
     ),
     Claim(
         "OPPSD",
@@ -496,6 +515,7 @@ CLAIMS: tuple[Claim, ...] = (
         "pixel_perturbation",
         _oppsd_among_best,
         RUN,
+        experiments=("oppsd/fig3_pixel_perturbation",),
     ),
     Claim(
         "PRUNE",
@@ -505,6 +525,7 @@ CLAIMS: tuple[Claim, ...] = (
         "pixel_perturbation",
         _prunegrad_lerf,
         RUN,
+        experiments=("prunegrad/fig4a_lerf",),
     ),
     Claim(
         "GCAM",
@@ -514,6 +535,7 @@ CLAIMS: tuple[Claim, ...] = (
         "deletion_insertion",
         _groupcam_deletion,
         RUN,
+        experiments=("groupcam/table1_deletion_insertion",),
     ),
     Claim(
         "OPPSD, PRUNE",
@@ -523,6 +545,7 @@ CLAIMS: tuple[Claim, ...] = (
         "roar",
         _roar,
         "make roar",
+        experiments=("oppsd/fig4_roar", "prunegrad/fig4b_roar"),
     ),
     Claim(
         "GCAM",
@@ -532,6 +555,7 @@ CLAIMS: tuple[Claim, ...] = (
         "groupcam_finetune",
         _finetune,
         "make finetune",
+        experiments=("groupcam/fig7_finetune",),
     ),
     Claim(
         "GCAM",
@@ -541,6 +565,7 @@ CLAIMS: tuple[Claim, ...] = (
         "efficiency",
         _efficiency,
         "xai-bench experiment=efficiency_cam",
+        experiments=("groupcam/table3_runtime",),
     ),
 )
 

@@ -30,6 +30,8 @@ class Gallery(Task):
         target: ``predicted`` (argmax of the model) or ``label``.
         postprocess: post-processing steps (see :mod:`xai_bench.metrics.postprocess`); a map
             with several channels after them is averaged over channels for display.
+        classes_per_image: maps of each image for its ``k`` top-scoring classes, one column
+            per (image, class) (class-sensitivity figures, POSAGG Fig. 1); ``1``: ``target``.
     """
 
     name = "gallery"
@@ -41,6 +43,7 @@ class Gallery(Task):
         split: str = "test",
         target: str = "predicted",
         postprocess: Sequence[str | Mapping[str, Any]] = ("channel_mean", "abs", "minmax"),
+        classes_per_image: int = 1,
     ) -> None:
         if target not in ("predicted", "label"):
             raise ValueError("target must be 'predicted' or 'label'")
@@ -48,14 +51,20 @@ class Gallery(Task):
         self.split = check_split(split)
         self.target = target
         self.postprocess = Postprocess(list(postprocess))
+        self.classes_per_image = check_count(int(classes_per_image), "classes_per_image")
 
     def run(self, ctx: RunContext) -> Result:
         batch = next(iter(ctx.datamodule.dataloader(self.split, batch_size=self.n_images)))
         x = batch["image"].to(ctx.device)
         with torch.no_grad():
-            pred = ctx.model(x).argmax(1)
+            logits = ctx.model(x)
+        pred = logits.argmax(1)
         target = pred if self.target == "predicted" or ctx.meta.multilabel else batch["label"]
         target = target.to(ctx.device)
+        if self.classes_per_image > 1:  # columns: each image for its k top-scoring classes
+            k = min(self.classes_per_image, logits.shape[1])
+            target = logits.topk(k, dim=1).indices.flatten()
+            x = x.repeat_interleave(k, dim=0)
         names = ctx.methods.labels()
         maps: list[torch.Tensor | None] = []
         rows, skipped = [], {}
