@@ -79,7 +79,7 @@ figures: $(STAMP) ## the papers' figures of SCALE from stored results, the paper
 
 test: $(STAMP) ## run the test suite (not gpu, not effects) and ruff
 	$(BIN)/ruff check xai_bench tests scripts
-	$(BIN)/python -m pytest -m "not gpu and not effects" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not gpu and not effects" -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
 
 test-effects: $(STAMP) ## the papers' effects on the trained embedded models (about 5 min; XAI_BENCH_EFFECT_SEED=N)
 	$(BIN)/python -m pytest -m effects $(PYTEST_ARGS)

@@ -55,6 +55,8 @@ PLACEHOLDER = re.compile(r"<[^<>\s]*>|\.\.\.|…|/path/to/|\$(?!\{)\w")
 TEMPLATES = {
     "xai-bench -m experiment=<paper>/<result> scale=<scale>": "the form of every paper "
     "experiment's sweep (docs/reproduce.md); each file's own commands are collected",
+    "xai-bench -m experiment=<paper>/<result>": "the form of every paper experiment's sweep "
+    "(README); each file's own commands are collected",
     "xai-bench experiment=<name>": "a table header: the experiments are the table's rows "
     "(docs/models_finetune.md)",
     "xai-bench trainer=ddp ...": "how to run any DDP job without -m (README)",
@@ -441,12 +443,27 @@ _compose_config = None  # xai_bench.reproduce's own, while the cache stands in f
 
 @pytest.fixture(scope="module", autouse=True)
 def _cached_composition() -> Iterator[None]:
+    """While this module runs: :func:`compose_config` stands in for the package's, and Hydra's
+    config repository keeps the files it has read and parsed (it reads each one again for every
+    composition; copies are handed out, and the files do not change meanwhile)."""
     global _compose_config
+    from hydra._internal.config_repository import ConfigRepository
+
     from xai_bench import reproduce
+
+    read = ConfigRepository.load_config
+    memo: dict[tuple[tuple[str, ...], str], object] = {}
+
+    def load_config(self: ConfigRepository, config_path: str) -> object:
+        key = (tuple(s.full_path() for s in self.get_sources()), config_path)
+        if key not in memo:
+            memo[key] = read(self, config_path)
+        return copy.deepcopy(memo[key])
 
     _compose_config = reproduce.compose_config
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(reproduce, "compose_config", compose_config)
+        patch.setattr(ConfigRepository, "load_config", load_config)
         yield
 
 
@@ -471,11 +488,12 @@ _SPECS: dict[str, tuple[list, object]] = {}
 _BUILT: dict[tuple[str, str], str | None] = {}
 
 
-def random_net(cfg: DictConfig, run_dir: Path) -> torch.nn.Module:
-    """The evaluated model of ``cfg`` (``model.weights=random``), built once per ``model.net``."""
+def random_net(cfg: DictConfig, run_dir: Path, net: object) -> torch.nn.Module:
+    """The evaluated model of ``cfg`` (``model.weights=random``), built once per ``model.net``
+    (``net``: the resolved node)."""
     from xai_bench.workspace import Workspace
 
-    key = _key(_plain(cfg.model.net))
+    key = _key(net)
     if key not in _NETS:
         torch.manual_seed(0)
         _NETS[key] = Workspace(cfg, run_dir).model
@@ -486,11 +504,12 @@ def random_net(cfg: DictConfig, run_dir: Path) -> torch.nn.Module:
     return _NETS[key]
 
 
-def method_specs(cfg: DictConfig) -> tuple[list, object]:
-    """The run's method specs (``benchmark.methods``, else ``method``) and its own ``method``'s."""
+def method_specs(cfg: DictConfig, model: object) -> tuple[list, object]:
+    """The run's method specs (``benchmark.methods``, else ``method``) and its own ``method``'s
+    (``model``: the resolved ``model`` node)."""
     from xai_bench.method_specs import method_entries, own_method, resolve_methods
 
-    key = _key(method_entries(cfg), *(_plain(cfg[k]) for k in ("method", "model", "dataset")))
+    key = _key(method_entries(cfg), model, _plain(cfg.method), _plain(cfg.dataset))
     if key not in _SPECS:
         _SPECS[key] = (list(resolve_methods(cfg)), own_method(cfg))
     return _SPECS[key]
@@ -514,11 +533,12 @@ def check_job(overrides: list[str], root: Path, run: bool = True) -> dict[str, s
             if value is not None and not Path(str(value)).is_file():
                 cfg.benchmark[key] = None
     bench = build_benchmark(cfg.benchmark)
-    run_specs, own = method_specs(cfg)
+    plain = _plain(cfg.model)
+    run_specs, own = method_specs(cfg, plain)
     specs = run_specs + [own] * (own.hash not in {s.hash for s in run_specs})
     with open_dict(cfg):
         cfg.model.weights = "random"
-    model = random_net(cfg, run_dir)
+    model = random_net(cfg, run_dir, plain["net"])  # type: ignore[index]
     meta = Workspace(cfg, run_dir).meta
 
     layers = [meta.cam_layer, *meta.blocks, *dict(meta.block_layers).values()]
@@ -542,7 +562,7 @@ def check_job(overrides: list[str], root: Path, run: bool = True) -> dict[str, s
     if kind in NO_METHODS:
         return {}
     assert kind in SKIPS_INAPPLICABLE, f"{kind}: add it to SKIPS_INAPPLICABLE or NO_METHODS"
-    model_key = _key(_plain(cfg.model), bool(meta.multilabel))
+    model_key = _key({**plain, "weights": "random"}, bool(meta.multilabel))  # type: ignore[dict-item]
     skipped = {}
     for spec in specs:
         if (model_key, spec.hash) not in _BUILT:
@@ -565,11 +585,21 @@ def built(spec, model: torch.nn.Module, meta) -> str | None:
     return None
 
 
-#: methods that documented commands give and their benchmark skips (shown with -s / -rA)
+#: the methods of documented commands that their benchmark skips (printed: pytest -rA)
 NOT_APPLICABLE: dict[str, dict[str, str]] = {}
 
 
-@pytest.mark.parametrize("line", list(COMMANDS), ids=[c[0].id for c in COMMANDS.values()])
+def _model_hint(line: str) -> tuple[str, str]:
+    """The model and experiment a command names: the tests run in this order, so that the
+    commands of one model follow each other while its network is cached."""
+    found = [re.search(rf"\b{k}=(\S+)", line) for k in ("(?:model|setup)", "experiment")]
+    return tuple(m.group(1) if m else "" for m in found)  # type: ignore[return-value]
+
+
+ORDER = sorted(COMMANDS, key=_model_hint)
+
+
+@pytest.mark.parametrize("line", ORDER, ids=[COMMANDS[c][0].id for c in ORDER])
 def test_documented_command(line: str, tmp_path_factory) -> None:
     places = ", ".join(c.where for c in COMMANDS[line])
     if PLACEHOLDER.search(line):
@@ -585,6 +615,8 @@ def test_documented_command(line: str, tmp_path_factory) -> None:
         skipped = check_job(list(job), root, run=not prints)
         if skipped:
             NOT_APPLICABLE[line] = {**NOT_APPLICABLE.get(line, {}), **skipped}
+    for label, why in NOT_APPLICABLE.get(line, {}).items():
+        print(f"skipped by the benchmark, by design: {label}: {why}")
     assert not any(root.rglob("*.pt")), "a documented command wrote a model"
 
 

@@ -2,10 +2,10 @@
 
 Every job of each file's sweep composes at both scales, as ``xai-bench -m
 experiment=<name> scale=<scale>`` runs it (the file's ``hydra.sweeper.params``, then the scale's
-overrides and the command line, as :func:`xai_bench.reproduce.sweep_jobs`); the paper's protocol is the top level (setups,
-image counts, removal settings, methods with the paper's labels), the embedded scale swaps in
-the embedded models, and the ``reported`` block validates and names methods and metrics that
-the runs write.
+overrides and the command line, as :func:`xai_bench.reproduce.sweep_jobs`); the paper's
+protocol is the top level (setups, image counts, removal settings, methods with the paper's
+labels), the embedded scale swaps in the embedded models, and the ``reported`` block validates
+and names methods and metrics that the runs write.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def test_each_run_compares_its_methods_in_one_run(jobs, name: str) -> None:
 def test_oppsd_fig3_pixel_perturbation(jobs) -> None:
     paper = jobs("oppsd/fig3_pixel_perturbation", "paper")
     assert list(paper) == ["resnet50_imagenet", "vit_b16_imagenet"]
-    for setup, cfg in paper.items():
+    for cfg in paper.values():
         b = cfg.benchmark
         assert cfg.dataset.name == "imagenet" and cfg.model.weights == "pretrained"
         assert (b.n_images, b.split, b.target, b.fill, b.output, b.order) == (
@@ -167,12 +167,12 @@ def test_oppsd_roar(jobs, name: str) -> None:
     embedded = jobs(name, "embedded")
     assert list(embedded) == ["resnet8_shapes"]
     b = build_benchmark(embedded["resnet8_shapes"].benchmark)
-    assert b.fractions == [0.1, 0.5, 0.9] and b.train_limit == 1000
-    assert (b.recipe.batch_size, b.recipe.max_epochs) == (32, 4)
-    # the two files' embedded ROAR settings agree, so their Random and OPPSD-Noble rows do
+    assert b.fractions == [0.1, 0.5] and b.train_limit == 1000
+    assert (b.recipe.batch_size, b.recipe.max_epochs) == (32, 2)
+    # the two files' embedded ROAR settings agree, so their OPPSD-Noble rows do
     other = jobs("oppsd/fig5_roar_ablation" if fig4 else "oppsd/fig4_roar", "embedded")
     assert build_benchmark(other["resnet8_shapes"].benchmark).params() == b.params()
-    assert {"Random", "OPPSD-Noble"} <= set(labels(embedded["resnet8_shapes"]))
+    assert "OPPSD-Noble" in labels(embedded["resnet8_shapes"])
 
 
 def test_oppsd_fig6_efficiency(jobs) -> None:
