@@ -211,10 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="experiments run side by side")
     parser.add_argument("--only", default="", help="experiments whose name contains this text")
     parser.add_argument("--launcher", default=None, help="hydra/launcher option, e.g. slurm")
-    parser.add_argument("--outputs", default="outputs", help="paths.output_dir")
+    parser.add_argument("--outputs", default=None, help="paths.output_dir (default: outputs)")
     parser.add_argument("overrides", nargs="*", help="added to every run, e.g. seed=1")
     args = parser.parse_args(argv)
-    extra = [f"paths.output_dir={args.outputs}", *args.overrides]
+    extra = [*([f"paths.output_dir={args.outputs}"] if args.outputs else []), *args.overrides]
     if args.launcher:
         extra.append(f"hydra/launcher={args.launcher}")
     names = [n for n in paper_experiments() if args.only in n]
@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  cached   {name}")
     print(f"{len(names) - len(todo)} of {len(names)} experiments up to date "
           f"({time.monotonic() - start:.1f} s); running {len(todo)}")  # fmt: skip
-    log_dir = Path(args.outputs) / args.scale / "logs"
+    log_dir = Path(args.outputs or "outputs") / args.scale / "logs"
     xb = [sys.executable, "-m", "xai_bench"]
     commands = {
         f"train {setup}": [*xb, "benchmark=train", f"setup={setup}", *extra]
