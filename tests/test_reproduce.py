@@ -149,3 +149,65 @@ def test_paper_scale_lists_every_missing_file_in_one_line(tmp_path: Path) -> Non
     assert len(lines) == 1
     assert "resnet50-0676ba61.pth" in lines[0] and "dataset 'imagenet'" in lines[0]
     assert not (tmp_path / "outputs").exists()
+
+
+def test_composed_configs_are_cached_and_an_edited_config_file_changes_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import hydra
+    from omegaconf import OmegaConf
+
+    from xai_bench.utils.configs import CONFIG_DIR
+
+    job = reproduce.sweep_jobs(FIG2A, "embedded", TINY)[0]
+    fresh = reproduce.compose_config(job)
+    monkeypatch.setattr(reproduce, "COMPOSE_CACHE", tmp_path / "compose")
+    assert OmegaConf.to_yaml(reproduce.compose_config(job)) == OmegaConf.to_yaml(fresh)
+    assert len(list((tmp_path / "compose").glob("*.pkl"))) == 1
+    monkeypatch.setattr(hydra, "compose", lambda *a, **k: pytest.fail("composed again"))
+    again = reproduce.compose_config(job)  # from the cache: Hydra is not called
+    assert OmegaConf.to_yaml(again) == OmegaConf.to_yaml(fresh)
+    # the key covers every byte of the config tree
+    tree = tmp_path / "configs"
+    shutil.copytree(CONFIG_DIR, tree)
+    before = reproduce.configs_digest(tree)
+    assert before == reproduce.configs_digest(Path(CONFIG_DIR))
+    path = tree / "benchmark" / "sanity_checks.yaml"
+    path.write_text(path.read_text() + "\n# edited\n")
+    assert reproduce.configs_digest(tree) != before
+
+
+def test_saved_configs_read_back_fast_as_omegaconf_reads_them(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from xai_bench.run import saved_config
+    from xai_bench.utils.plain_yaml import as_saved, load_plain_yaml
+    from xai_bench.workspace import Workspace
+
+    extra = [f"paths.root_dir={tmp_path}", *TINY]
+    cfg, run_dir = reproduce.compose_job(reproduce.sweep_jobs(FIG2A, "embedded", extra)[0])
+    new = saved_config(cfg, Workspace(cfg, run_dir))
+    new["odd"] = {"t": (1, 2), "p": tmp_path, "f": 1e-3, "s": "2026-12-01", "i": "${seed}"}
+    expected = OmegaConf.to_container(OmegaConf.create(new), resolve=False)
+    expected["odd"]["p"] = str(tmp_path)  # a Path is saved as its text
+    assert as_saved(new) == expected
+    del new["odd"]["p"]
+    path = tmp_path / "config.yaml"
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(new)))
+    assert load_plain_yaml(path) == OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    assert load_plain_yaml(path)["odd"] == {"t": [1, 2], "f": 1e-3, "s": "2026-12-01",
+                                            "i": "${seed}"}  # fmt: skip
+
+
+def test_paper_scale_asks_for_the_published_weights_a_fine_tune_starts_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    missing = reproduce.missing_inputs("oppsd/fig4_roar", "paper")
+    vit = [m for m in missing if "vit_base_patch16_224" in m]
+    assert len(vit) == 1 and "train.init=scratch, benchmark.init=scratch" in vit[0]
+    assert any("data/cifar-100-python" in m for m in missing)
+    # random inputs and random weights: the efficiency figure reads no file at all
+    assert reproduce.missing_inputs("oppsd/fig6_efficiency", "paper") == []

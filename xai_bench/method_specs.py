@@ -51,15 +51,26 @@ def config_repository() -> ConfigRepository:
 
 
 def load_method_config(repo: ConfigRepository, name: str, where: str) -> DictConfig:
-    """The method config ``name`` as written (interpolations unresolved)."""
-    result = repo.load_config(f"method/{name}") if name else None
-    if result is None:
-        options = ", ".join(repo.get_group_options("method"))
-        raise UserInputError(f"{where}: unknown method '{name}' (options: {options})")
-    node = copy.deepcopy(result.config)
-    with open_dict(node):
-        node.pop("defaults", None)
-    return node
+    """The method config ``name`` as written (interpolations unresolved); each file is read
+    once per process and config search path (a benchmark lists the same methods many times)."""
+    key = (_sources_key(repo), name)
+    if key not in _LOADED:
+        result = repo.load_config(f"method/{name}") if name else None
+        if result is None:
+            options = ", ".join(repo.get_group_options("method"))
+            raise UserInputError(f"{where}: unknown method '{name}' (options: {options})")
+        node = copy.deepcopy(result.config)
+        with open_dict(node):
+            node.pop("defaults", None)
+        _LOADED[key] = node
+    return copy.deepcopy(_LOADED[key])
+
+
+_LOADED: dict[tuple[tuple[str, ...], str], DictConfig] = {}
+
+
+def _sources_key(repo: ConfigRepository) -> tuple[str, ...]:
+    return tuple(f"{s.scheme()}://{s.path}" for s in repo.get_sources())
 
 
 def parse_entry(entry: Any, where: str) -> tuple[str, str | None, dict[str, Any]]:
@@ -106,10 +117,15 @@ def resolve_spec(
     label: str | None,
     params: Mapping[str, Any],
     where: str,
+    scratch: DictConfig | None = None,
 ) -> MethodSpec:
-    """Apply ``params`` to ``node``'s explainer and resolve it against the run config."""
+    """Apply ``params`` to ``node``'s explainer and resolve it against the run config.
+
+    ``scratch`` is a copy of ``cfg`` that may be overwritten (its ``method`` node is replaced);
+    passing one copy for many specs saves a deep copy of the whole run config per spec.
+    """
     check_params(node, params, where)
-    run = copy.deepcopy(cfg)
+    run = copy.deepcopy(cfg) if scratch is None else scratch
     with open_dict(run):
         run.method = copy.deepcopy(node)
         for key, value in params.items():
@@ -159,11 +175,14 @@ def resolve_methods(cfg: DictConfig) -> MethodSet:
     repo = config_repository()
     entries = method_entries(cfg)
     specs = [] if entries else [own_method(cfg, repo)]
+    scratch = copy.deepcopy(cfg) if entries else None
     for i, entry in enumerate(entries):
         where = f"benchmark.methods[{i}]"
         name, label, params = parse_entry(entry, where)
         node = load_method_config(repo, name, where)
-        specs.append(resolve_spec(cfg, node, name, label, params, f"{where} ({name})"))
+        specs.append(
+            resolve_spec(cfg, node, name, label, params, f"{where} ({name})", scratch=scratch)
+        )
     try:
         return MethodSet(specs)
     except ValueError as err:

@@ -19,7 +19,9 @@ a time on a CPU (one thread each), or submits them to SLURM (``--launcher slurm`
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -57,12 +59,63 @@ def _parse(overrides: Sequence[str]) -> list:
     return OverridesParser.create().parse_overrides(list(overrides))
 
 
+#: where :func:`compose_config` keeps composed configs (``None``: compose every time);
+#: :func:`main` sets ``<outputs>/cache/compose``
+COMPOSE_CACHE: Path | None = None
+
+
+def configs_digest(root: Path | None = None) -> str:
+    """SHA-256 over every file of a config tree (default: the package's; names and bytes), and
+    the Hydra and OmegaConf versions: what a composition depends on besides its overrides."""
+    import hydra
+    import omegaconf
+
+    from xai_bench.utils.configs import CONFIG_DIR
+
+    root = Path(CONFIG_DIR) if root is None else root
+    digest = hashlib.sha256(f"{hydra.__version__} {omegaconf.__version__}".encode())
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def compose_config(overrides: Sequence[str]) -> DictConfig:
-    """The run config of ``overrides`` with its ``hydra`` node (Hydra's compose API)."""
+    """The run config of ``overrides`` with its ``hydra`` node (Hydra's compose API).
+
+    With :data:`COMPOSE_CACHE` set, a composition is stored under a key of the config tree's
+    bytes, the overrides and the working directory, so that a cached ``make reproduce`` does
+    not compose again; any edited config file changes the key. Overrides that reach outside
+    the package's configs (``hydra.searchpath``) are never cached."""
     from hydra import compose
 
+    key = None
+    if COMPOSE_CACHE is not None and not any("searchpath" in o for o in overrides):
+        key = _compose_key(list(overrides))
+        cached = COMPOSE_CACHE / f"{key}.pkl"
+        if cached.is_file():
+            try:
+                with cached.open("rb") as handle:
+                    return pickle.load(handle)
+            except Exception:  # a torn or foreign file: compose again and replace it
+                pass
     with hydra_configs():
-        return compose("run", overrides=list(overrides), return_hydra_config=True)
+        cfg = compose("run", overrides=list(overrides), return_hydra_config=True)
+    if key is not None:
+        from xai_bench.utils.io import atomic_write
+
+        data = pickle.dumps(cfg)
+        atomic_write(COMPOSE_CACHE / f"{key}.pkl", lambda p: p.write_bytes(data))
+    return cfg
+
+
+_DIGEST: dict[str, str] = {}
+
+
+def _compose_key(overrides: list[str]) -> str:
+    if "tree" not in _DIGEST:
+        _DIGEST["tree"] = configs_digest()
+    text = "\n".join([_DIGEST["tree"], os.getcwd(), *overrides])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def sweep_jobs_for(argv: Sequence[str]) -> list[list[str]]:
@@ -140,7 +193,7 @@ def untrained_setups(jobs: Sequence[tuple[list[str], DictConfig, Path]]) -> list
 def missing_inputs(name: str, scale: str = "paper", extra: Sequence[str] = ()) -> list[str]:
     """What the experiment's jobs need and is not on disk (weights files, dataset folders),
     one message each, without repeats."""
-    from xai_bench.checks import check_weights
+    from xai_bench.checks import check_weights, missing_pretrained
     from xai_bench.run import build_benchmark
     from xai_bench.utils.errors import WeightsNotFoundError, one_line
     from xai_bench.workspace import Workspace
@@ -152,10 +205,19 @@ def missing_inputs(name: str, scale: str = "paper", extra: Sequence[str] = ()) -
             check_weights(cfg)
         except (UserInputError, WeightsNotFoundError) as err:
             found[one_line(err)] = None
+        keys = _pretrained_inits(cfg)  # training or ROAR's retrains start from them
+        if keys:
+            instead = "or train from scratch (" + ", ".join(f"{k}=scratch" for k in keys) + ")"
+            message = missing_pretrained(cfg.model.get("pretrained") or {}, instead)
+            if message is not None:
+                found[message] = None
         try:
-            build_benchmark(cfg.benchmark)  # files the benchmark names (e.g. subset flags)
+            task = build_benchmark(cfg.benchmark)  # files the benchmark names (subset flags)
         except (UserInputError, FileNotFoundError) as err:
             found[one_line(err)] = None
+        else:
+            if not task.reads_data:
+                continue
         try:
             sources = Workspace(cfg, run_dir).build_datamodule().sources()
         except UserInputError as err:
@@ -165,6 +227,19 @@ def missing_inputs(name: str, scale: str = "paper", extra: Sequence[str] = ()) -
             if not Path(path).exists():
                 found[f"dataset '{cfg.dataset.name}' is not on disk: put it in {path}"] = None
     return list(found)
+
+
+def _pretrained_inits(cfg: DictConfig) -> list[str]:
+    """The keys that start a training of the job from the model's published weights:
+    ``train.init`` when the job trains its checkpoint, ``benchmark.init`` (ROAR's retrains)."""
+    keys = []
+    if str(cfg.model.get("weights")) == "trained" and cfg.get("train") is not None:
+        if str(cfg.train.get("init")) == "pretrained":
+            keys.append("train.init")
+    bench = cfg.get("benchmark")
+    if bench is not None and str(bench.get("init")) == "pretrained":
+        keys.append("benchmark.init")
+    return keys
 
 
 #: flags that print instead of running: no input is read, so none is checked
@@ -214,6 +289,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--outputs", default=None, help="paths.output_dir (default: outputs)")
     parser.add_argument("overrides", nargs="*", help="added to every run, e.g. seed=1")
     args = parser.parse_args(argv)
+    global COMPOSE_CACHE
+    previous, COMPOSE_CACHE = COMPOSE_CACHE, Path(args.outputs or "outputs") / "cache" / "compose"
+    try:
+        return _reproduce(args)
+    finally:
+        COMPOSE_CACHE = previous
+
+
+def _reproduce(args: argparse.Namespace) -> int:
     extra = [*([f"paths.output_dir={args.outputs}"] if args.outputs else []), *args.overrides]
     if args.launcher:
         extra.append(f"hydra/launcher={args.launcher}")

@@ -19,6 +19,7 @@ from xai_bench.utils.distributed import is_global_zero
 from xai_bench.utils.errors import UserInputError
 from xai_bench.utils.io import remove_stray_tmp, strict_json
 from xai_bench.utils.lock import RunLock
+from xai_bench.utils.plain_yaml import as_saved, load_plain_yaml
 from xai_bench.utils.seed import seed_everything
 from xai_bench.workspace import Workspace
 
@@ -65,10 +66,10 @@ def changed_keys(saved: Path, new: dict[str, Any]) -> list[str]:
     """Top-level sections of ``new`` that differ from the config saved beside a result."""
     if not saved.is_file():
         return []
-    old = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
-    keys = (set(old) | set(new)) - RUNTIME_KEYS  # type: ignore[arg-type]
-    new = OmegaConf.to_container(OmegaConf.create(new), resolve=False)  # as YAML reads it back
-    return sorted(k for k in keys if old.get(k) != new.get(k))  # type: ignore[union-attr]
+    old = load_plain_yaml(saved)
+    keys = (set(old) | set(new)) - RUNTIME_KEYS
+    new = as_saved(new)  # as YAML reads it back
+    return sorted(k for k in keys if old.get(k) != new.get(k))
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:

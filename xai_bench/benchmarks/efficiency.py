@@ -74,6 +74,11 @@ class Efficiency(Benchmark):
         self.warmup = check_count(int(warmup), "warmup", low=0)
         self.inputs = inputs
 
+    @property
+    def reads_data(self) -> bool:
+        """Random inputs read no image."""
+        return self.inputs != "random"
+
     def _batch(self, ctx: RunContext) -> torch.Tensor:
         if self.inputs == "random":
             gen = torch.Generator().manual_seed(ctx.seed)

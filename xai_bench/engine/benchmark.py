@@ -52,6 +52,11 @@ class Task(ABC):
     name: ClassVar[str] = "task"
     headline: ClassVar[Mapping[str, bool | None]] = {}
 
+    @property
+    def reads_data(self) -> bool:
+        """Whether the task reads the dataset (``scale=paper`` asks for its files only then)."""
+        return True
+
     @abstractmethod
     def run(self, ctx: RunContext) -> Result:
         """Compute the task for the context's model, data and methods."""
