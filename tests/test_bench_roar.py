@@ -169,6 +169,31 @@ def test_roar_end_to_end_resumes_and_reuses_caches(make_cfg, tmp_path: Path) -> 
     assert len(after) == 9 and all(after[k] == v for k, v in caches.items())
 
 
+def test_train_limit_explains_only_the_images_the_retrains_see(make_cfg, tmp_path: Path) -> None:
+    """With ``train_limit`` the train maps cover the union of the retrain seeds' subsets (not
+    the whole split), and each is the map the whole-split cache holds for that image."""
+    from xai_bench.data.roar import subset_rows
+
+    def train_cache(root: Path) -> np.ndarray:
+        for path in root.rglob("saliency.npy"):
+            if json.loads((path.parent / "key.json").read_text())["split"] == "train":
+                return np.load(path)
+        raise AssertionError("no train maps")
+
+    common = (*TINY, "benchmark.methods=[gradient]", "benchmark.fractions=[0.5]")
+    limited = make_cfg(*common, "benchmark.train_limit=40", "benchmark.seeds=[0,1]",
+                       "paths.output_dir=" + str(tmp_path / "a"))  # fmt: skip
+    out = run(limited, tmp_path / "a" / "run")
+    rows = sorted(set(subset_rows(96, 40, 0)) | set(subset_rows(96, 40, 1)))
+    assert 40 < len(rows) < 96 and out["retrained"] == 2
+    sparse = train_cache(tmp_path / "a" / "cache")
+    assert sparse.shape[0] == len(rows)
+    run(make_cfg(*common, "paths.output_dir=" + str(tmp_path / "b")), tmp_path / "b" / "run")
+    full = train_cache(tmp_path / "b" / "cache")
+    assert full.shape[0] == 96
+    np.testing.assert_allclose(sparse, full[rows], rtol=1e-5, atol=1e-7)
+
+
 def test_method_variants_get_their_own_maps_and_retrains(make_cfg, tmp_path: Path) -> None:
     """Two variants of one method (two labels, other params) have their own maps, retrains and
     rows; a relabelled copy of one shares its maps (same config) but not its retrains; the

@@ -233,9 +233,9 @@ def _pretrained_inits(cfg: DictConfig) -> list[str]:
     """The keys that start a training of the job from the model's published weights:
     ``train.init`` when the job trains its checkpoint, ``benchmark.init`` (ROAR's retrains)."""
     keys = []
-    if str(cfg.model.get("weights")) == "trained" and cfg.get("train") is not None:
-        if str(cfg.train.get("init")) == "pretrained":
-            keys.append("train.init")
+    trains = str(cfg.model.get("weights")) == "trained" and cfg.get("train") is not None
+    if trains and str(cfg.train.get("init")) == "pretrained":
+        keys.append("train.init")
     bench = cfg.get("benchmark")
     if bench is not None and str(bench.get("init")) == "pretrained":
         keys.append("benchmark.init")

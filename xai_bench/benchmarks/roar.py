@@ -27,7 +27,13 @@ import pandas as pd
 import torch
 
 from xai_bench.data.base import SPLITS, ImageDataModule, collate_samples
-from xai_bench.data.roar import RemovedDataset, RoarDataModule, roar_augmentation
+from xai_bench.data.roar import (
+    RemovedDataset,
+    RoarDataModule,
+    SparseMaps,
+    roar_augmentation,
+    subset_rows,
+)
 from xai_bench.engine.batches import check_count, check_target
 from xai_bench.engine.benchmark import Benchmark, Result, report_nan
 from xai_bench.engine.context import RunContext
@@ -169,19 +175,33 @@ class ROAR(Benchmark):
         if ctx.attribution_dir is None:
             raise ValueError("ROAR needs an attribution cache folder (ctx.attribution_dir)")
         dm = ctx.datamodule
-        out = {}
+        out: dict[str, Any] = {}
         for split in SPLITS:
             ds = dm.dataset(split)
+            n = len(ds)  # type: ignore[arg-type]
+            rows = self.train_rows(n) if split == "train" else None
             key = {"key": self.cache_key(ctx, weights, spec, split), "split": split,
                    "method_config": spec.config_name, "method_hash": spec.hash}  # fmt: skip
+            if rows is not None:  # only the images the retrains see (``train_limit``)
+                key["rows"] = {"train_limit": self.train_limit, "seeds": self.seeds}
             cache = AttributionCache(ctx.attribution_dir, key, self.dtype, force=ctx.force)
+            items = list(range(n)) if rows is None else rows
 
-            def compute(idx: list[int], ds: Any = ds) -> torch.Tensor:
-                return self.maps(ctx, explainer, [ds[i] for i in idx])
+            def compute(idx: list[int], ds: Any = ds, items: list[int] = items) -> torch.Tensor:
+                return self.maps(ctx, explainer, [ds[items[i]] for i in idx])
 
-            n = len(ds)  # type: ignore[arg-type]
-            out[split] = cache.build(n, self.attribution_batch_size, compute, ctx.trainer_kwargs)
+            built = cache.build(len(items), self.attribution_batch_size, compute,
+                                ctx.trainer_kwargs)  # fmt: skip
+            out[split] = built if rows is None else SparseMaps(built, rows, n)
         return out
+
+    def train_rows(self, n: int) -> list[int] | None:
+        """The train images some retrain sees under ``train_limit`` (the union of
+        :class:`~xai_bench.data.roar.RoarDataModule`'s seeded subsets over the retrain
+        seeds), sorted; ``None`` when every image is used."""
+        if self.train_limit is None or self.train_limit >= n:
+            return None
+        return sorted(set().union(*(subset_rows(n, self.train_limit, s) for s in self.seeds)))
 
     # ------------------------------------------------------------------ retraining
     def retrain(
@@ -324,11 +344,12 @@ def _auc(rows: pd.DataFrame) -> float:
     return float(np.trapezoid(y, x) / (x[-1] - x[0]))
 
 
-def nonfinite_images(maps: Mapping[str, np.ndarray], block: int = 256) -> dict[str, int]:
+def nonfinite_images(maps: Mapping[str, Any], block: int = 256) -> dict[str, int]:
     """Per split, the images whose cached map holds a non-finite value (read ``block`` maps
     at a time from the memory maps; a NaN of a raw map is cached as ``-inf``)."""
     out = {}
     for split, m in maps.items():
+        m = m.values if isinstance(m, SparseMaps) else m
         n = 0
         for lo in range(0, len(m), block):
             part = np.asarray(m[lo : lo + block]).reshape(min(block, len(m) - lo), -1)

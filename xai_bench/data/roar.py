@@ -26,6 +26,30 @@ def roar_augmentation(image_size: int) -> T.Compose:
     return T.Compose(geometry)
 
 
+def subset_rows(n: int, limit: int, seed: int) -> list[int]:
+    """The seeded subset of ``limit`` of ``n`` train images a retrain uses, sorted."""
+    g = torch.Generator().manual_seed(int(seed))
+    return sorted(torch.randperm(n, generator=g)[: int(limit)].tolist())
+
+
+class SparseMaps:
+    """Maps of some rows of a split, indexed by the split's row (``train_limit``: only the
+    images some retrain sees are explained). ``values[j]`` is the map of row ``rows[j]``;
+    any other row raises ``KeyError``."""
+
+    def __init__(self, values: np.ndarray, rows: Sequence[int], n: int) -> None:
+        if len(values) != len(rows):
+            raise ValueError(f"{len(values)} maps for {len(rows)} rows")
+        self.values, self.n = values, int(n)
+        self.position = {int(r): j for j, r in enumerate(rows)}
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.values[self.position[int(i)]]
+
+
 class RemovedDataset(Dataset):
     """``base`` samples whose image loses its ``fraction`` most salient pixels (or values).
 
@@ -43,7 +67,7 @@ class RemovedDataset(Dataset):
     def __init__(
         self,
         base: Dataset,
-        saliency: np.ndarray,
+        saliency: np.ndarray | SparseMaps,
         fraction: float,
         fill: str,
         mean: Sequence[float],
@@ -106,9 +130,8 @@ class RoarDataModule(pl.LightningDataModule):
         self.resume = ResumePoint()  # set by the fit loop when it resumes mid-epoch
         train = self.datasets["train"]
         if train_limit is not None and train_limit < len(train):  # type: ignore[arg-type]
-            g = torch.Generator().manual_seed(self.seed)
-            idx = torch.randperm(len(train), generator=g)[: int(train_limit)]  # type: ignore[arg-type]
-            self.datasets["train"] = Subset(train, sorted(idx.tolist()))
+            rows = subset_rows(len(train), int(train_limit), self.seed)  # type: ignore[arg-type]
+            self.datasets["train"] = Subset(train, rows)
 
     def _loader(self, split: str, sampler: Any = None) -> DataLoader:
         return DataLoader(
