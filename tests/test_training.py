@@ -131,6 +131,52 @@ def test_scheduled_training_ends_at_the_decayed_rate(tmp_path) -> None:
     assert state["last_epoch"] == 15
 
 
+def test_val_every_validates_on_schedule_and_the_final_accuracy_is_the_same(tmp_path) -> None:
+    """``val_every`` sets the epochs validated while fitting (0: none); the reported
+    ``val_acc`` is the validation of the final weights either way, and the training itself is
+    the same (same test accuracy)."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    from xai_bench.training.fit import train_classifier
+
+    class Data(pl.LightningDataModule):
+        batch_size = 8
+
+        def _items(self, seed: int) -> list[dict]:
+            g = torch.Generator().manual_seed(seed)
+            x, y = torch.randn(48, 4, generator=g), torch.randint(0, 3, (48,), generator=g)
+            return [{"image": x[i] + y[i], "label": y[i]} for i in range(48)]
+
+        def train_dataloader(self) -> DataLoader:
+            return DataLoader(self._items(0), batch_size=8, shuffle=False)
+
+        def val_dataloader(self) -> DataLoader:
+            return DataLoader(self._items(1), batch_size=16)
+
+        def test_dataloader(self) -> DataLoader:
+            return DataLoader(self._items(2), batch_size=16)
+
+    kwargs = {"accelerator": "cpu", "enable_checkpointing": False}
+    out = {}
+    for every in (1, 2, 0):
+        torch.manual_seed(0)
+        recipe = Recipe(lr=0.05, max_epochs=3, val_every=every)
+        out[every] = train_classifier(nn.Linear(4, 3), Data(), tmp_path / str(every), kwargs,
+                                      recipe, progress=False)  # fmt: skip
+    assert [h["epoch"] for h in out[1]["history"]] == [1.0, 2.0, 3.0]
+    assert [h["epoch"] for h in out[2]["history"]] == [2.0]
+    assert out[0]["history"] == []
+    assert out[0]["val_acc"] == out[1]["val_acc"] == out[2]["val_acc"] == pytest.approx(
+        out[1]["history"][-1]["val/acc"]
+    )
+    assert out[0]["test_acc"] == out[1]["test_acc"] == out[2]["test_acc"]
+    assert Recipe(val_every=0).key_dict()["val_every"] == 0
+    assert "val_every" not in Recipe().key_dict()  # the default keeps earlier keys
+    with pytest.raises(UserInputError, match="val_every must be >= 0"):
+        Recipe(val_every=-1)
+
+
 def test_embedded_default_reaches_90_percent(make_cfg, tmp_path) -> None:
     """The README's figure: the embedded ResNet-8 on shapes reaches >= 90% test accuracy."""
     cfg = make_cfg(

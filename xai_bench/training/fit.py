@@ -135,13 +135,16 @@ class RNGState(pl.Callback):
 
 def recipe_trainer_kwargs(recipe: Recipe, trainer_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The ``trainer`` preset's Lightning Trainer arguments with the recipe's
-    ``accumulate_grad_batches`` and, if set, its ``precision`` (which replaces the preset's).
+    ``accumulate_grad_batches``, its validation interval (``val_every``) and, if set, its
+    ``precision`` (which replaces the preset's).
 
     Raises:
         UserInputError: ``16-mixed`` on the CPU (float16 autocast needs a CUDA GPU; CPU
             training runs in ``32-true`` or ``bf16-mixed``).
     """
     out = {**trainer_kwargs, "accumulate_grad_batches": recipe.accumulate_grad_batches}
+    # val_every=0: no validation while fitting (fit_and_test validates once afterwards)
+    out["check_val_every_n_epoch"] = recipe.val_every or recipe.max_epochs + 1
     if recipe.precision is not None:
         out["precision"] = recipe.precision
     accelerator = str(out.get("accelerator", "auto"))
@@ -245,10 +248,15 @@ def _fit_and_test(
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
     seconds = time.perf_counter() - start
-    val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    last = history.history[-1] if history.history else {}
+    if last.get("epoch") == trainer.current_epoch and "val/acc" in last:
+        val_acc = float(last["val/acc"])  # the last epoch's validation: the same weights
+    else:
+        val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+        val_acc = float(val["val/acc"])
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     metrics = {
-        "val_acc": float(val["val/acc"]),
+        "val_acc": val_acc,
         "test_acc": float(test["test/acc"]),
         "test_loss": float(test["test/loss"]),
         "train_seconds": seconds,

@@ -24,7 +24,8 @@ PRECISION_ALIASES = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16":
 OPTIONAL = {"head_lr": float, "backbone_lr": float, "precision": str}
 #: fields added after the first checkpoints were keyed: left out of :meth:`Recipe.key_dict` at
 #: their defaults, so the keys of recipes that do not use them stay as they were
-ADDED = ("init", "head_epochs", "head_lr", "backbone_lr", "accumulate_grad_batches", "precision")
+ADDED = ("init", "head_epochs", "head_lr", "backbone_lr", "accumulate_grad_batches", "precision",
+         "val_every")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class Recipe:
             (OPPSD's ViT: 64 x 8 = 512 images per step).
         precision: Lightning precision of training (``32-true``, ``16-mixed``, ``bf16-mixed``,
             ...; ``None``: the ``trainer`` preset's). ``16-mixed`` needs a CUDA GPU.
+        val_every: validate every this many epochs during training (the per-epoch curve);
+            0: only once, after the last epoch (ROAR reports final accuracies only).
     """
 
     optimizer: str = "adam"
@@ -84,6 +87,7 @@ class Recipe:
     backbone_lr: float | None = None
     accumulate_grad_batches: int = 1
     precision: str | None = None
+    val_every: int = 1
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -145,6 +149,8 @@ class Recipe:
             raise UserInputError(
                 f"accumulate_grad_batches must be >= 1, got {self.accumulate_grad_batches}"
             )
+        if self.val_every < 0:
+            raise UserInputError(f"val_every must be >= 0, got {self.val_every}")
         if self.precision is not None:
             value = PRECISION_ALIASES.get(self.precision, self.precision)
             if value not in PRECISIONS:
