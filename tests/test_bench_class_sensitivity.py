@@ -1,4 +1,4 @@
-"""Class sensitivity (Rebuffi et al. 2020; POSAGG; spec §2.6): known answers and the run."""
+"""Class sensitivity (Rebuffi et al. 2020; POSAGG): known answers and the run."""
 
 from __future__ import annotations
 

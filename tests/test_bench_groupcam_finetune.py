@@ -1,4 +1,4 @@
-"""Group-CAM fine-tuning (GCAM §5, spec §1.3): the blend, the training step's maps, model state,
+"""Group-CAM fine-tuning (GCAM §5): the blend, the training step's maps, model state,
 p=0 = plain fine-tuning, and the benchmark's curves and checkpoint reuse."""
 
 from __future__ import annotations

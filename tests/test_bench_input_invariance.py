@@ -1,4 +1,4 @@
-"""Input invariance (UNREL, spec §1.7): the shifted twin, the crafted shift and the benchmark."""
+"""Input invariance (UNREL): the shifted twin, the crafted shift and the benchmark."""
 
 from __future__ import annotations
 

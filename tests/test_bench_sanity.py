@@ -1,4 +1,4 @@
-"""Parameter randomisation on copies and the sanity-check benchmark (spec §2.4)."""
+"""Parameter randomisation on copies and the sanity-check benchmark."""
 
 from __future__ import annotations
 

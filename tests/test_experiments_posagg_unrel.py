@@ -189,7 +189,7 @@ def test_posagg_tables(make_cfg, name: str) -> None:
 
 
 def test_posagg_table_numbers() -> None:
-    """Spot checks against spec §3."""
+    """Spot checks against"""
 
     def value(name: str, method: str, variant: str | None = None) -> float:
         rows = reported(name)["values"]
@@ -244,7 +244,7 @@ def test_unrel_figures(make_cfg, name: str) -> None:
         assert (b.name, list(b.shifts), labels(cfg)) == ("input_invariance", [shift], methods)
         assert b.n_images == (1000 if scale == "paper" else 16 if "smoothgrad" in name else 32)
         assert b.dtype == "float64" and b.constant_value == -1.0
-        if "smoothgrad" in name:  # SG 50 samples, IG 50 steps (spec §1.7); 20 when embedded
+        if "smoothgrad" in name:  # SG 50 samples, IG 50 steps; 20 when embedded
             entries = OmegaConf.to_container(b.methods, resolve=True)
             n = 50 if scale == "paper" else 20
             assert [entries[0]["n_samples"], entries[4]["steps"], entries[5]["steps"]] == [n] * 3

@@ -66,8 +66,8 @@ NOT_SCALE_INVARIANT = {
     "scorecam": "Score-CAM weights channels by a softmax of their masked-input scores (Wang et "
     "al. 2020, Alg. 1; class_softmax: softmax over classes, the authors' code)",
     "groupcam": "Group-CAM's alpha_l is a difference of softmax probabilities (Zhang et al. "
-    "2021, Eq. 4; spec §1.2)",
-    "groupcam_finetune": "the same softmax-probability alpha as Group-CAM (spec §1.3)",
+    "2021, Eq. 4)",
+    "groupcam_finetune": "the same softmax-probability alpha as Group-CAM",
     "rise": "RISE scores masks by the softmax probability (Petsiuk et al. 2018); its "
     "score=logit variant (Group-CAM's RISE baseline) is checked below",
     "prunegrad": "the pruning percentile is calibrated to a 15% mean change of the softmax "

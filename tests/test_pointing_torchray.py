@@ -1,5 +1,5 @@
 """``dataset.resize=torchray``: TorchRay's aspect-kept inputs on a VOC07 fixture, batches of one
-size, and pointing-game points at original resolution (spec §2.5)."""
+size, and pointing-game points at original resolution."""
 
 from __future__ import annotations
 

@@ -167,8 +167,11 @@ def test_val_every_validates_on_schedule_and_the_final_accuracy_is_the_same(tmp_
     assert [h["epoch"] for h in out[1]["history"]] == [1.0, 2.0, 3.0]
     assert [h["epoch"] for h in out[2]["history"]] == [2.0]
     assert out[0]["history"] == []
-    assert out[0]["val_acc"] == out[1]["val_acc"] == out[2]["val_acc"] == pytest.approx(
-        out[1]["history"][-1]["val/acc"]
+    assert (
+        out[0]["val_acc"]
+        == out[1]["val_acc"]
+        == out[2]["val_acc"]
+        == pytest.approx(out[1]["history"][-1]["val/acc"])
     )
     assert out[0]["test_acc"] == out[1]["test_acc"] == out[2]["test_acc"]
     assert Recipe(val_every=0).key_dict()["val_every"] == 0

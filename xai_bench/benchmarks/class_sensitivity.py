@@ -1,4 +1,4 @@
-"""Class sensitivity: do maps change with the explained class? (Rebuffi et al. 2020; spec §2.6)
+"""Class sensitivity: do maps change with the explained class? (Rebuffi et al. 2020)
 
 Per image, maps are computed for the most and the least likely class (argmax and argmin of
 the softmax, which are those of the logits) and compared:

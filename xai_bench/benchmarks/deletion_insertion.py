@@ -1,4 +1,4 @@
-"""Deletion and insertion (Petsiuk et al., RISE, BMVC 2018; Group-CAM Table 1; spec §2.1).
+"""Deletion and insertion (Petsiuk et al., RISE, BMVC 2018; Group-CAM Table 1).
 
 Deletion replaces the most salient pixels, ``step`` at a time (all channels together), by a
 substrate (zeros in normalised space); insertion starts from a blurred image and puts the

@@ -1,4 +1,4 @@
-"""Group-CAM fine-tuning (Zhang et al. 2021, "Group-CAM", §5; spec §1.3, §4 item 18).
+"""Group-CAM fine-tuning (Zhang et al. 2021, "Group-CAM", §5).
 
 The paper fine-tunes a trained ResNet-50 for 20 epochs on images whose regions outside the
 forward-only Group-CAM map of the label are blurred, and reports top-1 76.15 -> 76.74. Here the

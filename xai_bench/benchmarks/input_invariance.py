@@ -1,4 +1,4 @@
-"""Input invariance (Kindermans et al., "(Un)reliability of saliency methods"; spec §1.7).
+"""Input invariance (Kindermans et al., "(Un)reliability of saliency methods").
 
 The evaluated network ``f1`` gets a twin ``f2`` (:func:`~xai_bench.models.shift.shifted_twin`,
 first-layer bias ``b2 = b1 - W m2``) with ``f2(x + m2) == f1(x)``; a method is input invariant

@@ -1,9 +1,9 @@
-"""Pixel perturbation, remove-least-important-first (FullGrad; OPPSD §4.2; PRUNE LeRF; spec §2.2).
+"""Pixel perturbation, remove-least-important-first (FullGrad; OPPSD §4.2; PRUNE LeRF).
 
 For each image, the ``k`` least salient pixels (all channels together) are replaced by a fill
 and the target output is compared with the clean one: ``|y' - y| / |y|``, for several fractions
-``k / N``. A faithful map puts unimportant pixels last, so lower is better. Defaults follow the
-spec's recommendation 5: per-image channel-mean fill, target logit, k in {0.1, 1, 3, 5, 10} %.
+``k / N``. A faithful map puts unimportant pixels last, so lower is better. Defaults (our
+recommendation for new runs): per-image channel-mean fill, target logit, k in {0.1, 1, 3, 5, 10} %.
 
 An image whose map holds a NaN or an infinite value gets NaN in every row (flagged
 ``map_nonfinite = 1``), and a method's mean over rows with such a row is NaN; rows undefined
@@ -61,7 +61,7 @@ class PixelPerturbation(EvalBenchmark):
         fractions: shares of pixels removed; ``k = max(1, int(N * p))`` (OPPSD).
         order: ``least_first`` (LeRF, spec) or ``most_first``.
         fill: ``image_mean``, ``dataset_mean``, ``zero`` (black) or ``blur``.
-        output: ``logit`` (spec rec. 5) or ``softmax`` (PRUNE's LeRF tool).
+        output: ``logit`` (default) or ``softmax`` (PRUNE's LeRF tool).
         postprocess: steps that collapse a map to one value per pixel (OPPSD: channel mean, abs).
         tie_break: ``random`` (seeded per image) or ``index`` (numpy's argsort order).
         blur_kernel_size: kernel of the ``blur`` fill in px; ``auto``: Group-CAM's 51 px at

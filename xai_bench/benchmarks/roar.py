@@ -1,4 +1,4 @@
-"""ROAR, RemOve And Retrain (Hooker et al. 2019; OPPSD §4.3; PRUNE §4.4; spec §2.3).
+"""ROAR, RemOve And Retrain (Hooker et al. 2019; OPPSD §4.3; PRUNE §4.4).
 
 For every method, the model's maps of the train, val and test images are computed once and
 cached on disk; for each fraction ``k`` the ``k`` most salient pixels (or values) of every image

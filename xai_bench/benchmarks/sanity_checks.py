@@ -1,4 +1,4 @@
-"""Sanity checks: model-parameter randomisation test (Adebayo et al. 2018; spec §2.4).
+"""Sanity checks: model-parameter randomisation test (Adebayo et al. 2018).
 
 Maps of the trained model are compared with maps of copies whose blocks are re-initialised,
 either cumulatively from the output to the input (``cascading``) or one block at a time

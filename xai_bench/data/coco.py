@@ -1,7 +1,7 @@
 """MS COCO instances (Lin et al. 2014) read with pycocotools via torchvision's loader.
 
 Multi-label classification over the 80 categories with boxes and instance masks: ``coco2017``
-(GCAM Table 4's val2017) and ``coco2014`` (val2014, TorchRay's pointing game, spec §2.5).
+(GCAM Table 4's val2017) and ``coco2014`` (val2014, TorchRay's pointing game).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Subset flag files of the pointing game (TorchRay's EBP "difficult" sets, spec §2.5).
+"""Subset flag files of the pointing game (TorchRay's EBP "difficult" sets).
 
 TorchRay's ``PointingGameBenchmark`` reads ``pointing_game_ebp_voc07_difficult.txt`` and
 ``pointing_game_ebp_coco_difficult.txt`` line by line as ``row.split('\\t')``: the first field

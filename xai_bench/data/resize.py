@@ -1,7 +1,7 @@
 """``dataset.resize``: the square resize of the datamodules, or TorchRay's aspect-kept resize.
 
 ``square`` (default) resizes every image to ``image_size x image_size`` (no crop). ``torchray``
-is TorchRay's pointing-game preprocessing (``get_transform(size=224)``, spec §2.5): shorter side
+is TorchRay's pointing-game preprocessing (``get_transform(size=224)``): shorter side
 ``image_size``, longer side ``int(image_size * long / short)``
 (:func:`~xai_bench.data.transforms.torchray_transform`), so images differ in size. The
 evaluation batches (:class:`~xai_bench.engine.batches.BatchPlan`) then hold images of one size

@@ -1,4 +1,4 @@
-"""Datasets with their most salient pixels removed, for ROAR retraining (spec §2.3)."""
+"""Datasets with their most salient pixels removed, for ROAR retraining."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Image transforms: the evaluation and training pipelines of the papers (spec §0)."""
+"""Image transforms: the evaluation and training pipelines of the papers."""
 
 from __future__ import annotations
 

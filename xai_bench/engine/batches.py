@@ -86,7 +86,7 @@ _CHUNKS: WeakKeyDictionary[Any, dict[tuple[Any, ...], list[list[int]]]] = WeakKe
 class BatchPlan:
     """Which images a benchmark evaluates: a seeded subset of ``split`` in fixed batches.
 
-    ``target='predicted'`` explains the model's argmax class (spec §0 for most benchmarks),
+    ``target='predicted'`` explains the model's argmax class ( for most benchmarks),
     ``'label'`` the ground-truth label (multi-label data always uses the prediction).
     """
 

@@ -1,7 +1,7 @@
 """Cumulative GradCAM / GradMid (Khakzar et al., positive aggregation, POSAGG §4): all layers.
 
-Each per-layer map is upsampled to the input size, min-max normalised per sample (the spec's
-recommendation; the paper leaves it open) and the maps are summed. A layer map that is constant
+Each per-layer map is upsampled to the input size, min-max normalised per sample (our
+choice; the paper leaves it open) and the maps are summed. A layer map that is constant
 (within :func:`~xai_bench.methods.cam_base.minmax`'s relative tolerance) adds 0: GradMid at a
 layer feeding global average pooling is constant by definition, and min-max with ``span > 0``
 turned its float32 upsampling ripple into a [0, 1] noise map (float32 against float64 rank

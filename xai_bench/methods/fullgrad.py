@@ -1,6 +1,6 @@
 """FullGrad (Srinivas & Fleuret, NeurIPS 2019): input-gradient and bias-gradient maps.
 
-Follows the authors' code (``idiap/fullgrad-saliency``), spec §1.5: bias terms of conv/linear
+Follows the authors' code (``idiap/fullgrad-saliency``): bias terms of conv/linear
 layers and BatchNorm effective biases ``b - mean * gamma / sqrt(var + eps)``, each the gradient
 w.r.t. the layer output times the bias; the full-gradient decomposition is complete for
 piecewise-linear networks: ``sum(grad * x) + sum(bias terms) = logit``.

@@ -1,6 +1,6 @@
 """Group-CAM (Zhang et al., 2021): grouped, de-noised CAM masks scored on blurred inputs.
 
-Follows the paper and the authors' code at ``wofmanaf/Group-CAM@cc85ed2`` (spec §1.2); the
+Follows the paper and the authors' code at ``wofmanaf/Group-CAM@cc85ed2``; the
 later HEAD version (no de-noising, ReLU per alpha, unnormalised maps) is not implemented.
 """
 
@@ -43,7 +43,7 @@ class GroupCAM(CAM):
         blur_kernel: odd Gaussian kernel size of the baseline in px; ``auto``: the paper's 51
             px at 224 px inputs, scaled to the input (:mod:`~xai_bench.utils.resolution`).
         blur_sigma: its standard deviation in px; ``auto``: the paper's 50 px, scaled.
-        forward_only: the fine-tuning variant (spec §1.3): groups of raw activations, no
+        forward_only: the fine-tuning variant: groups of raw activations, no
             gradient weights and no backward pass (combine with ``theta=None``, ``groups=16``).
         internal_batch_size: perturbed inputs per forward pass (``None``: all at once).
     """

@@ -39,7 +39,7 @@ class GuidedGradCAM(GradCAM):
 
     Args:
         layer: the Grad-CAM layer; ``None`` takes the last ``nn.Conv2d`` in module order (what
-            OPPSD's baseline uses, spec §1.1). The configs pass ``model.cam_layer``.
+            OPPSD's baseline uses). The configs pass ``model.cam_layer``.
         reshape: must be ``None``; token models are refused.
         num_prefix_tokens: unused (kept so that configs can pass the model facts).
         relu: Grad-CAM's ReLU on the map.

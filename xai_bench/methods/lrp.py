@@ -173,7 +173,7 @@ def lrp_rules(model: nn.Module, gamma: float, epsilon: float) -> Iterator[None]:
 class LRP(Explainer):
     """Layer-wise relevance propagation (Bach et al., 2015), LRP-0 and LRP-gamma (POSAGG Eq. 8).
 
-    The same rule at every linear layer, the input layer included (spec §1.6): ``gamma = 0`` is
+    The same rule at every linear layer, the input layer included: ``gamma = 0`` is
     the z-rule (LRP-0), ``gamma > 0`` weighs positive contributions ``w + gamma w+``, and
     ``gamma = inf`` keeps only positive contributions (z+ rule, alpha1-beta0, Excitation
     Backprop). Rules as zennit's ``Epsilon`` / ``Gamma`` / ``ZPlus``: biases are an input of

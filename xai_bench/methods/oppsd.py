@@ -1,4 +1,4 @@
-"""OPPSD: one-step pixel-level perturbation saliency (Kim, Cho & Chung), spec §1.1.
+"""OPPSD: one-step pixel-level perturbation saliency (Kim, Cho & Chung)
 
 One backward pass gives the input gradient ``g(x, y)`` (a C-vector per pixel, in the
 normalised input space). Its outer products ``g g^T``, summed over a ``k x k`` window with unit

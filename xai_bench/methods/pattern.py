@@ -1,7 +1,7 @@
 """PatternNet and PatternAttribution (Kindermans et al., 2018) with the two-component estimator.
 
 For every linear layer ``y = w^T x + b`` (each output unit of an ``nn.Linear``, each filter of an
-``nn.Conv2d`` over all image patches) the pattern is learnt from data (spec §1.7)::
+``nn.Conv2d`` over all image patches) the pattern is learnt from data::
 
     a+ = cov+[x, y] / (w^T cov+[x, y]),   cov+[x, y] = E+[x y] - E+[x] E+[y]
 

@@ -24,8 +24,8 @@ class PrunePGD(PruneGrad):
     starts from ``d = 0`` and repeats ``d <- P(d + step * g / ||g||_2)`` with ``g`` the gradient
     at ``x + d`` and ``P`` the projection onto the L2 ball of radius ``bound`` (norms per
     sample over ``C x H x W``). The paper fixes 20 iterations, step 0.01 and bound 0.1; the
-    zero start, the normalised step and the logit are our choices where it is silent
-    (spec §4.11). The attribution is the final ``d``, ``[B, C, H, W]``.
+    zero start, the normalised step and the logit are our choices where it is silent.
+    The attribution is the final ``d``, ``[B, C, H, W]``.
 
     Args:
         model, meta, percentile, calibrate, target_change, max_calibration_images,

@@ -27,7 +27,7 @@ def percentile(values: Tensor, q: float) -> Tensor:  # [B, N] -> [B, 1]
 
 
 class RectGrad(ModifiedReluGradient):
-    """RectGrad (Kim et al., 2019), in Khakzar et al.'s PyTorch form (spec §1.6).
+    """RectGrad (Kim et al., 2019), in Khakzar et al.'s PyTorch form.
 
     At each ReLU call the importance ``a * R`` (output times incoming gradient) is compared
     with ``tau``, its ``q``-th percentile over all units of that call, per sample (conv: over

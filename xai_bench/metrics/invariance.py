@@ -1,4 +1,4 @@
-"""Input invariance (Kindermans et al., "(Un)reliability of saliency methods"; spec §1.7).
+"""Input invariance (Kindermans et al., "(Un)reliability of saliency methods").
 
 An input shift ``m2`` (:class:`Shift`), the comparison of a method's maps of a network and its
 mean-shifted twin (:func:`compare_maps`), and the crafted shift's target image and its Pearson

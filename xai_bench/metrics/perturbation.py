@@ -1,7 +1,7 @@
 """Perturbation curves: pixel orders from saliency, fill substrates, batched scoring, AUC.
 
-Shared by ``pixel_perturbation`` (FullGrad / OPPSD / PRUNE LeRF, spec §2.2) and
-``deletion_insertion`` (RISE / Group-CAM, spec §2.1). Everything runs batched on the inputs'
+Shared by ``pixel_perturbation`` (FullGrad / OPPSD / PRUNE LeRF) and
+``deletion_insertion`` (RISE / Group-CAM). Everything runs batched on the inputs'
 device: a pixel order becomes a rank per pixel, and the image after ``n`` changes is
 ``where(rank < n, substitute, base)``, built for many (image, step) pairs at once.
 """
@@ -22,7 +22,7 @@ from xai_bench.utils.blur import gaussian_blur
 FILLS = ("image_mean", "dataset_mean", "zero", "blur")
 TIE_BREAKS = ("random", "index")
 SCORES = ("logit", "softmax")
-# Blur presets (spec §2.1): RISE = 11 px, sigma 5, scipy kernel, zero padding;
+# Blur presets: RISE = 11 px, sigma 5, scipy kernel, zero padding;
 # Group-CAM = kornia 51 px, sigma 50, reflect padding.
 BLUR_PRESETS: dict[str, tuple[int, float]] = {"rise": (11, 5.0), "gcam": (51, 50.0)}
 

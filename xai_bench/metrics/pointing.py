@@ -1,4 +1,4 @@
-"""Pointing-game hit tests (Zhang et al., EBP 2016; TorchRay's protocol, spec §2.5), batched.
+"""Pointing-game hit tests (Zhang et al., EBP 2016; TorchRay's protocol), batched.
 
 Conventions shared by every function here:
 

@@ -1,4 +1,4 @@
-"""Named, composable post-processing of raw attributions (spec §0: papers collapse differently).
+"""Named, composable post-processing of raw attributions (papers collapse differently).
 
 A pipeline is a list of steps, each a name or a one-key mapping ``{name: argument}``::
 

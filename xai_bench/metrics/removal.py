@@ -1,4 +1,4 @@
-"""ROAR removal (Hooker et al. 2019; spec §2.3): replace the most salient pixels or values.
+"""ROAR removal (Hooker et al. 2019): replace the most salient pixels or values.
 
 Three published variants differ in what is ranked and what fills the hole:
 

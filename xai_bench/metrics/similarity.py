@@ -1,4 +1,4 @@
-"""Batched similarity of saliency maps on the device: Spearman, SSIM, HOG (spec §2.4, §2.6).
+"""Batched similarity of saliency maps on the device: Spearman, SSIM, HOG.
 
 Every function takes batches ``[B, ...]`` and returns one value per sample ``[B]``. The
 references are SciPy's ``spearmanr`` (average ranks for ties), scikit-image's

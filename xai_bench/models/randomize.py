@@ -1,4 +1,4 @@
-"""Model-parameter randomisation on deep copies (Adebayo et al. 2018; spec §2.4, §4.8-9).
+"""Model-parameter randomisation on deep copies (Adebayo et al. 2018).
 
 Every parameter of a named module (weights, biases, batch-norm affine parameters, recursively)
 is re-initialised; buffers (batch-norm running statistics) are never touched, and neither is

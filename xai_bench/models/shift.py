@@ -1,6 +1,6 @@
 """Mean-shifted twins of a network (Kindermans et al., "(Un)reliability of saliency methods").
 
-UNREL §2 (spec §1.7): a network ``f1`` and a copy ``f2`` whose first layer absorbs a constant
+UNREL §2: a network ``f1`` and a copy ``f2`` whose first layer absorbs a constant
 input shift ``m2`` in its bias, ``b2 = b1 - W m2``, so that ``f2(x + m2) == f1(x)`` for every
 ``x``: same weights, same activations from the first layer on, same outputs.
 

@@ -33,7 +33,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet8(nn.Module):
-    """ResNet-8 for 32 px inputs as used by PruneGrad's CIFAR-10 experiments (spec §1.4).
+    """ResNet-8 for 32 px inputs as used by PruneGrad's CIFAR-10 experiments.
 
     A 3x3 stem, three one-block stages (strides 1/2/2), global average pooling and a linear
     head. ``widths`` defaults to the paper's 64/128/256; the embedded default uses 16/32/64.

@@ -1,4 +1,4 @@
-"""Group-CAM as a fine-tuning augmentation (Zhang et al. 2021, "Group-CAM", §5; spec §1.3).
+"""Group-CAM as a fine-tuning augmentation (Zhang et al. 2021, "Group-CAM", §5).
 
 The paper fine-tunes a classifier on images whose unimportant regions are blurred: per
 training image, the forward-only Group-CAM map ``S`` (``G = 16`` groups of raw activations, no
@@ -6,7 +6,7 @@ gradient weights, no de-noising) for the **ground-truth** class is binarised at 
 ``M = [S >= mean(S)]``, and the image is replaced by ``I * M + blur(I) * (1 - M)`` (Gaussian blur,
 51 px kernel, sigma 50, of the normalised image). This follows the paper, not the authors'
 ``main.py`` (full Group-CAM with gradients and G=32, one mean over the whole batch of maps, and
-a blend that adds ``1 - M`` instead of multiplying the blur by it; spec §4 item 18).
+a blend that adds ``1 - M`` instead of multiplying the blur by it).
 """
 
 from __future__ import annotations
