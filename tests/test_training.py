@@ -193,3 +193,19 @@ def test_embedded_default_reaches_90_percent(make_cfg, tmp_path) -> None:
         or abs(overview["accuracy"] - out["test_acc"]) < 1e-6
     )
     assert (tmp_path / "overview" / "samples.png").stat().st_size > 10_000
+
+
+def test_train_seed_lets_a_seed_sweep_share_one_checkpoint(make_cfg, tmp_path) -> None:
+    """``seed`` is the run's (evaluation) seed; ``train_seed`` (default: ``seed``) keys the
+    trained checkpoint and its data, so ``seed=1 train_seed=0`` evaluates seed 0's model."""
+
+    def checkpoint(*overrides: str) -> tuple[Path, int]:
+        cfg = make_cfg("benchmark=overview", *overrides)
+        ws = Workspace(cfg, tmp_path / "run")
+        return ws.checkpoint_dir, int(cfg.dataset.datamodule.seed)
+
+    zero, data_zero = checkpoint("seed=0")
+    assert checkpoint("seed=1", "train_seed=0") == (zero, data_zero)
+    one, data_one = checkpoint("seed=1")
+    assert one != zero and (data_zero, data_one) == (0, 1)
+    assert checkpoint("seed=0", "train_seed=1") == (one, 1)

@@ -114,6 +114,9 @@ class Workspace:
         self.trainer_kwargs: dict[str, Any] = dict(trainer)  # type: ignore[arg-type]
         self.device = resolve_device(str(cfg.device), is_distributed(self.trainer_kwargs))
         self.seed = int(cfg.seed)
+        # the trained checkpoint's seed (its init, data order and generated data); ``seed``
+        # by default, so that a sweep over evaluation seeds can share one model
+        self.train_seed = int(cfg.get("train_seed", cfg.seed))
         force = cfg.get("force", False)
         self.force = bool(force)  # recompute this run's results, maps, retrains and fine-tunes
         self.force_all = force == "all"  # ... and retrain the base checkpoint (weights=trained)
@@ -243,7 +246,8 @@ class Workspace:
 
     @cached_property
     def checkpoint_dir(self) -> Path:
-        """Where ``benchmark=train`` keeps this (model, data, recipe, seed)'s checkpoint."""
+        """Where ``benchmark=train`` keeps this (model, data, recipe, ``train_seed``)'s
+        checkpoint."""
         c = self.cfg
         model = OmegaConf.to_container(c.model, resolve=True)
         for key in ("weights", "pretrained"):
@@ -257,7 +261,7 @@ class Workspace:
         # the fine-tuning fields join the key only when they differ from their defaults, so
         # recipes that do not use them keep their earlier keys (and checkpoints)
         train = Recipe.from_mapping(c.train, name="train").key_dict(raw)  # type: ignore[arg-type]
-        key = stable_hash({"model": model, "data": data, "train": train, "seed": self.seed})
+        key = stable_hash({"model": model, "data": data, "train": train, "seed": self.train_seed})
         return Path(c.paths.checkpoint_dir) / f"{c.model.name}-{c.dataset.name}-{key}"
 
     @cached_property
@@ -284,7 +288,7 @@ class Workspace:
                 trainer_kwargs=self.trainer_kwargs,
                 recipe=recipe,
                 multilabel=bool(self.cfg.dataset.multilabel),
-                seed=self.seed,
+                seed=self.train_seed,
                 progress=progress,
                 checkpoint_every_n_steps=int(self.cfg.checkpoint_every_n_steps),
                 head=self.cfg.model.get("head"),
@@ -302,8 +306,8 @@ class Workspace:
         (:func:`~xai_bench.models.finetune.load_backbone`)."""
         recipe = recipe if recipe is not None else Recipe.from_mapping(self.cfg.train, name="train")
         if recipe.init == "pretrained":
-            return self.pretrained_net(training=True)
-        return self.fresh_net(training=True)
+            return self.pretrained_net(self.train_seed, training=True)
+        return self.fresh_net(self.train_seed, training=True)
 
     def pretrained_net(
         self, seed: int | None = None, training: bool = False, key: str = "train.init"
