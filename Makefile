@@ -36,7 +36,7 @@ install: $(STAMP) ## create .venv and install the package with its test tools (i
 EMBEDDED := overview,gallery,sanity_checks,pixel_perturbation,deletion_insertion,class_sensitivity,efficiency
 XB := OMP_NUM_THREADS=1 $(BIN)/xai-bench
 
-run: $(STAMP) ## the embedded default: trains small models once, runs every benchmark briefly, writes outputs/embedded/summary.md
+run: $(STAMP) ## the embedded default: trains small models once, runs every benchmark but ROAR and fine-tuning briefly, writes outputs/embedded/summary.md
 	$(MAKE) --no-print-directory -j2 run-resnet8 run-vgg
 	$(BIN)/python scripts/summarize.py outputs/embedded
 
