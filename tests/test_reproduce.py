@@ -169,6 +169,10 @@ def test_composed_configs_are_cached_and_an_edited_config_file_changes_the_key(
     monkeypatch.setattr(hydra, "compose", lambda *a, **k: pytest.fail("composed again"))
     again = reproduce.compose_config(job)  # from the cache: Hydra is not called
     assert OmegaConf.to_yaml(again) == OmegaConf.to_yaml(fresh)
+    # a new process has no `${hydra:...}` resolver until Hydra composes: the cache registers it
+    expected_dir = Path(str(reproduce.compose_job(job)[1]))
+    OmegaConf.clear_resolver("hydra")
+    assert reproduce.compose_job(job)[1] == expected_dir
     # the key covers every byte of the config tree
     tree = tmp_path / "configs"
     shutil.copytree(CONFIG_DIR, tree)

@@ -93,6 +93,12 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
         key = _compose_key(list(overrides))
         cached = COMPOSE_CACHE / f"{key}.pkl"
         if cached.is_file():
+            from hydra.core.utils import setup_globals
+
+            from xai_bench.resolvers import register_resolvers
+
+            setup_globals()  # Hydra's resolvers (`${hydra:...}`), as composing registers them
+            register_resolvers()
             try:
                 with cached.open("rb") as handle:
                     return pickle.load(handle)
