@@ -115,6 +115,31 @@ def test_faithfulness_rules() -> None:
     assert verdict(slow, "1/10 of Score-CAM") == ["no"]
 
 
+def test_prune_rules_read_prunes_own_sanity_metrics_and_its_roar_methods() -> None:
+    roar = frame("roar", "roar_auc", {"prunegrad": 0.24, "gradcam": 0.20, "prunepgd": 0.25,
+                                      "gradient": 0.27, "integrated_gradients": 0.40},
+                 model="resnet8")  # fmt: skip
+    assert verdict(roar, "PrunePGD steepest") == ["yes"]
+    ig_steep = roar.assign(value=[0.24, 0.20, 0.25, 0.27, 0.10])
+    assert verdict(ig_steep, "PrunePGD steepest") == ["no"]
+    embedded = frame("roar", "roar_auc", {"prunegrad": 0.238, "gradcam": 0.198, "gradient": 0.27},
+                     model="resnet8")  # fmt: skip
+    assert verdict(embedded, "PrunePGD steepest") == ["yes"]  # the methods that ran
+    stages = dict(stage_index=1, mode="cascading")
+    sanity = pd.concat([
+        frame("sanity_checks", f"prune_{k}", {"prunegrad": 0.1, "gradcam": 0.2, "gradient": v},
+              model="resnet8", **stages)
+        for k, v in (("spearman_abs", 0.3), ("spearman_signed", 0.3), ("ssim", 0.05))
+    ])  # fmt: skip
+    assert verdict(sanity, "PruneGrad: lowest Spearman") == ["yes"]  # SSIM 2nd of 3
+    high_ssim = sanity.assign(
+        value=sanity["value"].where(
+            (sanity["metric"] != "prune_ssim") | (sanity["method"] != "prunegrad"), 0.9
+        )
+    )
+    assert verdict(high_ssim, "PruneGrad: lowest Spearman") == ["no"]
+
+
 def test_every_claim_has_a_row_and_the_markdown_escapes_pipes() -> None:
     table = check_claims(pd.DataFrame())
     assert len(table) == len(CLAIMS)

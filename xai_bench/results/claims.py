@@ -169,8 +169,9 @@ def _prunegrad_lowest(rows: pd.DataFrame) -> Verdict:
     randomised = rows[[_stage(v) for v in rows.get("stage_index", pd.Series(dtype=float))]]
     if "mode" in randomised:
         randomised = randomised[randomised["mode"] == "cascading"]
-    abs_, signed, ssim = (
-        _one_prune(values(randomised, k)) for k in ("spearman_abs", "spearman_signed", "ssim")
+    abs_, signed, ssim = (  # PRUNE's normalisation (``prune_*``) where the run measured it
+        _one_prune(values(randomised, f"prune_{k}") or values(randomised, k))
+        for k in ("spearman_abs", "spearman_signed", "ssim")
     )
     prune = next((m for m in PRUNEGRAD if m in abs_), None)
     if prune is None or len(abs_) < 3:
@@ -347,6 +348,21 @@ def _roar(rows: pd.DataFrame) -> Verdict:
     curve = {m: got[m] for m in [*ranked, "random"]}
     text = f"mean test accuracy over the curve: {_fmt(curve, 3)}"
     return Verdict(text, holds)
+
+
+def _prune_roar(rows: pd.DataFrame) -> Verdict:
+    """PRUNE §4.5: Grad-CAM, PruneGrad and PrunePGD the three steepest ROAR curves (lowest
+    mean accuracy), Integrated Gradients the flattest; checked on the methods that ran (the
+    embedded run has PruneGrad, Grad-CAM and gradient only)."""
+    got = values(rows, "roar_auc")
+    got.pop("random", None)
+    best = [m for m in ("gradcam", "prunegrad", "prunepgd") if m in got]
+    if "prunegrad" not in best or len(best) < 2 or len(got) == len(best):
+        return Verdict("not measured: PruneGrad and Grad-CAM beside other methods", None)
+    ranked = sorted(got, key=got.get)
+    text = f"mean test accuracy over the curve: {_fmt({m: got[m] for m in ranked}, 3)}"
+    flattest = "integrated_gradients" not in got or ranked[-1] == "integrated_gradients"
+    return Verdict(text, set(ranked[: len(best)]) == set(best) and flattest)
 
 
 def _finetune(rows: pd.DataFrame) -> Verdict:
@@ -545,7 +561,17 @@ CLAIMS: tuple[Claim, ...] = (
         "roar",
         _roar,
         "make roar",
-        experiments=("oppsd/fig4_roar", "prunegrad/fig4b_roar"),
+        experiments=("oppsd/fig4_roar",),
+    ),
+    Claim(
+        "PRUNE",
+        "ROAR",
+        "Grad-CAM, PruneGrad and PrunePGD steepest; Integrated Gradients the flattest",
+        "figures only (CIFAR-10 ResNet-8)",
+        "roar",
+        _prune_roar,
+        RUN,
+        experiments=("prunegrad/fig4b_roar",),
     ),
     Claim(
         "GCAM",
