@@ -383,13 +383,13 @@ def model_state(model: nn.Module) -> tuple:
 @pytest.mark.parametrize("name", METHODS)
 def test_model_unchanged_also_after_an_error(name: str) -> None:
     """State, mode, requires_grad, .grad, hooks and in-place flags survive fitting, a call and an
-    exception raised midway (a target index out of range, passed to ``attribute``)."""
+    exception raised midway (a target index out of range, passed to ``_attribute``)."""
     explainer, x = build(name, torch.float32)
     model = explainer.model
     before = model_state(model)
     explainer.attribute(x, TARGETS)
-    with pytest.raises((RuntimeError, IndexError)):
-        explainer.attribute(x, torch.tensor([0, 99, 1]))
+    with pytest.raises((RuntimeError, IndexError)):  # the unchecked implementation
+        explainer._attribute(x, torch.tensor([0, 99, 1]))
     after = model_state(model)
     assert all(torch.equal(v, before[0][k]) for k, v in after[0].items())
     assert after[1:] == before[1:]

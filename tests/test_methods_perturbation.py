@@ -117,7 +117,7 @@ def assert_model_unchanged(model: nn.Module, before: tuple) -> None:
 @pytest.mark.parametrize("name", METHODS)
 def test_model_unchanged_also_after_an_error(name: str) -> None:
     """State, mode, requires_grad, .grad, hooks and in-place flags survive a call and an
-    exception raised midway (a target index out of range, passed to ``attribute``)."""
+    exception raised midway (a target index out of range, passed to ``_attribute``)."""
     for model in (resnet8(torch.float32), inplace_cnn().float()):
         before = model_state(model)
         explainer = METHODS[name](model, meta())
@@ -127,7 +127,7 @@ def test_model_unchanged_also_after_an_error(name: str) -> None:
         with pytest.raises(ValueError, match="outside"):  # refused by __call__ (meta given)
             explainer(x, torch.tensor([0, 99, 1]))
         with pytest.raises((RuntimeError, IndexError)):  # raised inside the model / backward
-            explainer.attribute(x, torch.tensor([0, 99, 1]))
+            explainer._attribute(x, torch.tensor([0, 99, 1]))  # the unchecked implementation
         assert_model_unchanged(model, before)
 
 

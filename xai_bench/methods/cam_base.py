@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from xai_bench.methods.base import Explainer, target_logits
 from xai_bench.methods.hooks import capture
-from xai_bench.models.layers import to_feature_map
+from xai_bench.models.layers import layer_path, to_feature_map
 from xai_bench.models.meta import ModelMeta
 from xai_bench.utils.numerics import CONSTANT_RTOL, constant_maps
 
@@ -98,8 +98,9 @@ class CAM(Explainer):
     Args:
         model: the classifier.
         meta: model facts; used only to refuse inapplicable models.
-        layer: dotted path of the CAM layer (``meta.cam_layer`` in the configs). ``None`` is
-            refused with :class:`MethodNotApplicableError` (e.g. the MLP has no CAM layer).
+        layer: dotted path of the CAM layer (``meta.cam_layer`` in the configs), or the
+            submodule itself (``model.layer4``; stored as its path). ``None`` is refused with
+            :class:`MethodNotApplicableError` (e.g. the MLP has no CAM layer).
         reshape: how the layer output becomes ``[B, K, h, w]`` (``None`` or ``vit_tokens``).
         num_prefix_tokens: class/register tokens dropped before the token-to-grid reshape.
         relu: apply the papers' ReLU to the map (switchable for sanity checks).
@@ -115,12 +116,12 @@ class CAM(Explainer):
         self,
         model: nn.Module,
         meta: ModelMeta | None = None,
-        layer: str | None = None,
+        layer: str | nn.Module | None = None,
         reshape: str | None = None,
         num_prefix_tokens: int = 0,
         relu: bool = True,
     ) -> None:
-        self.layer = layer
+        self.layer = None if layer is None else layer_path(model, layer)
         self.reshape = reshape
         self.num_prefix_tokens = int(num_prefix_tokens)
         self.relu = bool(relu)
@@ -150,6 +151,6 @@ class CAM(Explainer):
             cam = cam.clamp_min(0)
         return upsample(cam, x.shape[-2:])
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
         acts, grads = self.layer_maps(x, target)
         return self.finish(self.combine(acts, grads), x)

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from xai_bench.methods.base import Explainer
 from xai_bench.methods.cam_base import layer_maps, minmax, upsample
+from xai_bench.models.layers import layer_path
 from xai_bench.models.meta import ModelMeta
 
 
@@ -26,8 +27,9 @@ class _Cumulative(Explainer):
     Args:
         model: the classifier.
         meta: model facts; used only to refuse inapplicable models.
-        layers: dotted layer paths, or a mapping (e.g. ``model.block_layers``) whose values
-            are taken in order. An empty list is refused (the MLP has no block layers).
+        layers: dotted layer paths or submodules of ``model``, or a mapping (e.g.
+            ``model.block_layers``) whose values are taken in order. An empty list is refused
+            (the MLP has no block layers).
         reshape: how each layer output becomes ``[B, K, h, w]`` (``None`` or ``vit_tokens``).
         num_prefix_tokens: class/register tokens dropped before the token-to-grid reshape.
 
@@ -40,12 +42,12 @@ class _Cumulative(Explainer):
         self,
         model: nn.Module,
         meta: ModelMeta | None = None,
-        layers: Sequence[str] | Mapping[str, str] = (),
+        layers: Sequence[str | nn.Module] | Mapping[str, str | nn.Module] = (),
         reshape: str | None = None,
         num_prefix_tokens: int = 0,
     ) -> None:
         values = layers.values() if isinstance(layers, Mapping) else layers
-        self.layers = [str(v) for v in values]
+        self.layers = [layer_path(model, v) for v in values]
         self.reshape = reshape
         self.num_prefix_tokens = int(num_prefix_tokens)
         super().__init__(model, meta)
@@ -57,7 +59,7 @@ class _Cumulative(Explainer):
         """One layer's non-negative map at feature resolution."""
         raise NotImplementedError
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
         acts, grads, _ = layer_maps(
             self.model, x, target, self.layers, self.reshape, self.num_prefix_tokens
         )
@@ -81,7 +83,7 @@ class CumulativeGradCAM(_Cumulative):
         self,
         model: nn.Module,
         meta: ModelMeta | None = None,
-        layers: Sequence[str] | Mapping[str, str] = (),
+        layers: Sequence[str | nn.Module] | Mapping[str, str | nn.Module] = (),
         reshape: str | None = None,
         num_prefix_tokens: int = 0,
         absolute: bool = True,

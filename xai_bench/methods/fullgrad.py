@@ -120,7 +120,7 @@ class FullGrad(Explainer):
             terms.append(g * bias.view(1, -1, *[1] * (out.dim() - 2)))
         return grads[0], terms, logits.detach()
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
         grad, terms, _ = self.decompose(x, target)
         maps = [grad * x] + [t for t in terms if t.dim() == 4]
         eps = EPS * torch.stack([t.abs().flatten(1).amax(1) for t in maps]).amax(0)  # [B]

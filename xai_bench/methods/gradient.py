@@ -12,5 +12,5 @@ class Gradient(Explainer):
 
     name = "gradient"
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
         return input_gradient(self.model, x, target)[0]

@@ -54,7 +54,7 @@ class GroupCAM(CAM):
         self,
         model: nn.Module,
         meta: ModelMeta | None = None,
-        layer: str | None = None,
+        layer: str | nn.Module | None = None,
         reshape: str | None = None,
         num_prefix_tokens: int = 0,
         groups: int = 32,
@@ -117,7 +117,7 @@ class GroupCAM(CAM):
             gains = chunked(perturbed, torch.arange(b * n, device=x.device), ibs).view(b, n)
         return gains - base[:, None]
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
         acts, grads = self.layer_maps(x, target)
         x = x.detach()
         masks = self.group_masks(acts, grads, x.shape[-2:])

@@ -55,7 +55,7 @@ class GuidedGradCAM(GradCAM):
         self,
         model: nn.Module,
         meta: ModelMeta | None = None,
-        layer: str | None = None,
+        layer: str | nn.Module | None = None,
         reshape: str | None = None,
         num_prefix_tokens: int = 0,
         relu: bool = True,
@@ -73,6 +73,6 @@ class GuidedGradCAM(GradCAM):
             )
         super().check_applicable()
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
-        cam = super().attribute(x, target)
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
+        cam = super()._attribute(x, target)
         return guided_backprop(self.model, x, target) * cam

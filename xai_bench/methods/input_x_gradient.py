@@ -15,5 +15,5 @@ class InputXGradient(Explainer):
 
     name = "input_x_gradient"
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
         return x * input_gradient(self.model, x, target)[0]

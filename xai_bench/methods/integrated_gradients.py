@@ -1,4 +1,4 @@
-"""Integrated gradients (Sundararajan et al., 2017) with four baselines and two quadratures."""
+"""Integrated gradients (Sundararajan et al., 2017): named or tensor baselines, two quadratures."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from xai_bench.methods.base import Explainer, input_gradient
+from xai_bench.methods.baselines import BaselineLike, check_baseline, expand_baseline
 from xai_bench.models.meta import ModelMeta
 from xai_bench.utils.blur import gaussian_blur
 from xai_bench.utils.resolution import float_option, px_option, resolve_blur
@@ -52,8 +53,10 @@ class IntegratedGradients(Explainer):
         meta: model facts; the ``black`` baseline reads ``mean``/``std`` from it.
         steps: number of points on the path (50; OPPSD used 32 with ``gausslegendre``).
         baseline: ``zero`` (zeros in normalised space), ``black`` (the data minimum, see
-            ``black_value``), ``blur`` (Gaussian blur of x) or ``mean`` (per-image,
-            per-channel mean of x).
+            ``black_value``), ``blur`` (Gaussian blur of x), ``mean`` (per-image,
+            per-channel mean of x), a number, or a tensor broadcastable to x (``[C, H, W]``,
+            ``[1, C, H, W]``, ``[B, C, H, W]``; normalised space). ``attribute(...,
+            baselines=...)`` overrides it for one call, as Captum's ``baselines``.
         black_value: the black pixel in normalised units, one value or one per channel;
             ``None`` maps pixel value 0 through the model's normalisation, ``(0 - mean) / std``.
         blur_kernel: kernel size of the ``blur`` baseline in px; ``auto``: 51 px at 224 px
@@ -74,7 +77,7 @@ class IntegratedGradients(Explainer):
         model: nn.Module,
         meta: ModelMeta | None = None,
         steps: int = 50,
-        baseline: str = "zero",
+        baseline: BaselineLike = "zero",
         black_value: float | Sequence[float] | None = None,
         blur_kernel: int | str = "auto",
         blur_sigma: float | str = "auto",
@@ -83,17 +86,18 @@ class IntegratedGradients(Explainer):
         internal_batch_size: int | None = None,
     ) -> None:
         super().__init__(model, meta)
-        if baseline not in BASELINES:
-            raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+        self.baseline = check_baseline(baseline, BASELINES)
         if internal_batch_size is not None and internal_batch_size < 1:
             raise ValueError("internal_batch_size must be >= 1 or None")
         self.alphas, self.weights = quadrature(integration, int(steps))
-        self.steps, self.baseline, self.integration = int(steps), baseline, integration
+        self.steps, self.integration = int(steps), integration
         self.blur_kernel = px_option(blur_kernel, "blur_kernel")
         self.blur_sigma = float_option(blur_sigma, "blur_sigma")
         self.multiply_by_inputs = multiply_by_inputs
         self.internal_batch_size = internal_batch_size
-        self.black_value = self._black_value(black_value) if baseline == "black" else None
+        self._black = black_value
+        is_black = isinstance(self.baseline, str) and self.baseline == "black"
+        self.black_value = self._black_value(black_value) if is_black else None  # fail early
 
     def blur(self, x: Tensor) -> tuple[int, float]:
         """``(kernel size, sigma)`` of the blur for inputs ``x`` (``auto``: 51 px / sigma 50 at
@@ -107,18 +111,23 @@ class IntegratedGradients(Explainer):
             raise ValueError("baseline='black' with black_value=None needs meta (mean, std)")
         return [(0.0 - m) / s for m, s in zip(self.meta.mean, self.meta.std)]
 
-    def make_baseline(self, x: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
-        """The baseline ``x0`` for each image of ``x``."""
-        if self.baseline == "zero":
+    def make_baseline(self, x: Tensor, baseline: BaselineLike | None = None) -> Tensor:
+        """The baseline ``x0`` ``[B,C,H,W]`` for each image of ``x`` (``baseline``: this call's
+        override of the constructor's)."""
+        what = "baseline" if baseline is None else "baselines"
+        value = self.baseline if baseline is None else check_baseline(baseline, BASELINES, what)
+        if not isinstance(value, str):
+            return expand_baseline(value, x, what)
+        if value == "zero":
             return torch.zeros_like(x)
-        if self.baseline == "black":
-            value = torch.tensor(self.black_value, device=x.device, dtype=x.dtype)
+        if value == "black":
+            value = torch.tensor(self._black_value(self._black), device=x.device, dtype=x.dtype)
             if value.numel() not in (1, x.shape[1]):
                 raise ValueError(
                     f"black_value has {value.numel()} entries for {x.shape[1]} channels"
                 )
             return value.view(1, -1, 1, 1).expand_as(x).clone()
-        if self.baseline == "blur":
+        if value == "blur":
             return gaussian_blur(x, *self.blur(x))
         return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
 
@@ -138,8 +147,10 @@ class IntegratedGradients(Explainer):
             total.index_add_(0, i, grad * weights[step].view(-1, 1, 1, 1))
         return total
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
+    def _attribute(
+        self, x: Tensor, target: Tensor, *, baselines: BaselineLike | None = None
+    ) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
         x = x.detach()
-        x0 = self.make_baseline(x)
+        x0 = self.make_baseline(x, baselines)
         grad = self.path_gradient(x, x0, target)
         return (x - x0) * grad if self.multiply_by_inputs else grad

@@ -225,7 +225,7 @@ class LRP(Explainer):
                 f"{self.name} needs BatchNorm running statistics; {model_name} has none"
             )
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
         with lrp_rules(self.model, self.gamma, self.epsilon):
             grad = input_gradient(self.model, x, target)[0]
         return x * grad

@@ -47,6 +47,6 @@ class ModifiedReluGradient(Explainer):
         """Gradient w.r.t. a ReLU's input from its output ``a`` and output gradient ``grad``."""
         raise NotImplementedError
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
         with relu_rule(self.model, self.rule):
             return input_gradient(self.model, x, target)[0]

@@ -90,7 +90,7 @@ class NoiseTunnel(Explainer):
         for start in range(0, n, size):
             idx = torch.arange(start, min(start + size, n), device=x.device)
             k, i = idx // b, idx % b  # noise sample k of image i (k-major order)
-            attr = self.base.attribute(x[i] + s[i].view(-1, 1, 1, 1) * eps[k], target[i])
+            attr = self.base.attribute_unchecked(x[i] + s[i].view(-1, 1, 1, 1) * eps[k], target[i])
             if start == 0:
                 shift = attr.new_zeros((b, *attr.shape[1:]))
                 s1, s2 = torch.zeros_like(shift), torch.zeros_like(shift)
@@ -106,5 +106,5 @@ class NoiseTunnel(Explainer):
         """The attribution from the per-image mean and variance over noisy copies."""
         raise NotImplementedError
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C',H,W]
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C',H,W]
         return self.reduce(*self.moments(x, target))

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xai_bench.methods.base import Explainer, target_logits
+from xai_bench.methods.baselines import check_baseline_value, expand_baseline
 from xai_bench.models.meta import ModelMeta
 from xai_bench.utils.batching import chunked
 
@@ -37,7 +38,10 @@ class Occlusion(Explainer):
         meta: model facts (unused apart from the applicability check).
         window: side of the occluding square in pixels (8 for 32 px images; 16 for 224 px).
         stride: step between windows in pixels.
-        fill: value written into the window (normalised space).
+        fill: value written into the window (normalised space): a number, or a tensor
+            broadcastable to the input (``[C, H, W]``, ``[1, C, H, W]``, ``[B, C, H, W]``) whose
+            values replace the window's. ``attribute(..., baselines=...)`` overrides it for one
+            call, as Captum's ``baselines``.
         internal_batch_size: occluded images per forward pass (``None``: all ``B * P`` at once,
             ``P`` windows per image).
     """
@@ -50,7 +54,7 @@ class Occlusion(Explainer):
         meta: ModelMeta | None = None,
         window: int = 8,
         stride: int = 4,
-        fill: float = 0.0,
+        fill: float | Tensor = 0.0,
         internal_batch_size: int | None = 64,
     ) -> None:
         if window < 1 or stride < 1:
@@ -58,7 +62,8 @@ class Occlusion(Explainer):
         if internal_batch_size is not None and internal_batch_size < 1:
             raise ValueError("internal_batch_size must be >= 1 or None")
         super().__init__(model, meta)
-        self.window, self.stride, self.fill = int(window), int(stride), float(fill)
+        self.window, self.stride = int(window), int(stride)
+        self.fill = check_baseline_value(fill, what="fill")
         self.internal_batch_size = internal_batch_size
 
     def window_masks(self, p: Tensor, height: int, width: int) -> Tensor:
@@ -72,16 +77,26 @@ class Occlusion(Explainer):
         in_cols = (cols >= left[:, None]) & (cols < left[:, None] + self.window)  # [n, W]
         return (in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1)
 
-    def drops(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B, nh, nw]
-        """``f_c(x) - f_c(x with window p hidden)`` for every image and window position."""
+    def drops(
+        self, x: Tensor, target: Tensor, fill: float | Tensor | None = None
+    ) -> Tensor:  # [B,C,H,W] -> [B, nh, nw]
+        """``f_c(x) - f_c(x with window p hidden)`` for every image and window position
+        (``fill``: this call's override of :attr:`fill`)."""
         b, _, h, w = x.shape
+        what = "fill" if fill is None else "baselines"
+        fill = self.fill if fill is None else check_baseline_value(fill, what=what)
+        # a number broadcasts from [1,C,H,W]; a tensor is indexed per image like x
+        if isinstance(fill, float):
+            values = torch.full_like(x[:1], fill)
+        else:
+            values = expand_baseline(fill, x, what)
         nh = n_windows(h, self.window, self.stride)
         nw = n_windows(w, self.window, self.stride)
 
         def occluded_scores(idx: Tensor) -> Tensor:  # flat (image, window) indices -> [n]
             i = idx % b
             mask = self.window_masks(torch.div(idx, b, rounding_mode="floor"), h, w)
-            occluded = torch.where(mask, torch.full_like(x[:1], self.fill), x[i])
+            occluded = torch.where(mask, values if len(values) == 1 else values[i], x[i])
             return target_logits(self.model(occluded), target[i])
 
         with torch.no_grad():
@@ -90,10 +105,12 @@ class Occlusion(Explainer):
             scores = chunked(occluded_scores, idx, self.internal_batch_size)  # window-major
         return (full[None, :] - scores.view(nh * nw, b)).t().reshape(b, nh, nw)
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
+    def _attribute(
+        self, x: Tensor, target: Tensor, *, baselines: float | Tensor | None = None
+    ) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
         x = x.detach()
         b, c, h, w = x.shape
-        drop = self.drops(x, target).unsqueeze(1)  # [B, 1, nh, nw]
+        drop = self.drops(x, target, baselines).unsqueeze(1)  # [B, 1, nh, nw]
         kernel = x.new_ones(1, 1, self.window, self.window)
         total = F.conv_transpose2d(drop, kernel, stride=self.stride)[..., :h, :w]
         count = F.conv_transpose2d(torch.ones_like(drop[:1]), kernel, stride=self.stride)

@@ -181,7 +181,7 @@ class OPPSD(Explainer):
         """The window side ``k`` for inputs ``x`` (resolves ``"auto"``)."""
         return auto_window(min(x.shape[-2:])) if self.window == "auto" else int(self.window)
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
         grad = input_gradient(self.model, x, target)[0].double()
         k = self.window_size(x)
         if self.component == "patch":

@@ -207,7 +207,7 @@ class PatternNet(Explainer):
         """The matrix a layer's backward pass uses: the pattern itself for PatternNet."""
         return pattern
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
         if self.patterns is None:
             raise RuntimeError(f"{self.name} has no patterns yet: call fit(batches) first")
         x = x.detach().requires_grad_(True)

@@ -152,7 +152,7 @@ class PruneGrad(Explainer):
                 "attributing (or use calibrate=False with a fixed percentile)"
             )
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
         self._check_fitted()
         masks = self.masks(x, target)
         x = x.detach().requires_grad_(True)

@@ -60,7 +60,7 @@ class PrunePGD(PruneGrad):
         )  # fmt: skip
         self.iterations, self.step, self.bound = int(iterations), float(step), float(bound)
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
         self._check_fitted()
         x = x.detach()
         masks = self.masks(x, target)

@@ -39,7 +39,7 @@ class RandomAttribution(Explainer):
         super().__init__(model, meta)
         self.seed = int(seed)
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:
         b, _, h, w = x.shape
         keys = image_keys(x, self.seed)
         counter = torch.arange(h * w, device=x.device)

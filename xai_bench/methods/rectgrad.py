@@ -67,8 +67,8 @@ class RectGrad(ModifiedReluGradient):
         keep = (score > percentile(score, self.q)) & (a.flatten(1) > 0)
         return grad * keep.view_as(grad)
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
-        grad = super().attribute(x, target)
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,C,H,W]
+        grad = super()._attribute(x, target)
         return x.detach() * grad if self.multiply_by_input else grad
 
 

@@ -82,7 +82,7 @@ class RISE(Explainer):
         n = torch.arange(grid.shape[0], device=grid.device)[:, None, None]
         return up[:, 0][n, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
         x = x.detach()
         b, _, h, w = x.shape
         grid, shift = self.draw(h, w)

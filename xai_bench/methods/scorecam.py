@@ -42,7 +42,7 @@ class ScoreCAM(CAM):
         self,
         model: nn.Module,
         meta: ModelMeta | None = None,
-        layer: str | None = None,
+        layer: str | nn.Module | None = None,
         reshape: str | None = None,
         num_prefix_tokens: int = 0,
         relu: bool = True,
@@ -76,7 +76,7 @@ class ScoreCAM(CAM):
         with torch.no_grad():
             return chunked(score, idx, self.internal_batch_size).view(b, k)
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
         acts, _ = self.layer_maps(x, target)
         s = self.scores(x.detach(), target, acts)
         if self.weighting == "channel_softmax":

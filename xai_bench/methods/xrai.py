@@ -196,7 +196,7 @@ class XRAI(Explainer):
             out[n, : len(m)] = m.reshape(len(m), -1)
         return torch.from_numpy(out).to(device=x.device, dtype=x.dtype)
 
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
+    def _attribute(self, x: Tensor, target: Tensor) -> Tensor:  # [B,C,H,W] -> [B,1,H,W]
         x = x.detach()
         attr = self.integrated_gradients(x, target).amax(dim=1).flatten(1)  # [B, H*W]
         out = xrai_greedy(attr, self.regions(x), self.min_pixel_diff, self.area_threshold)

@@ -29,6 +29,24 @@ def get_layer(model: nn.Module, path: str) -> nn.Module:
         ) from None
 
 
+def layer_path(model: nn.Module, layer: str | nn.Module) -> str:
+    """Dotted path of ``layer`` in ``model``: a submodule is looked up by identity, anything
+    else (a path string, an index of a ``Sequential``) is returned as ``str(layer)``.
+
+    A module that is not part of ``model`` raises :class:`UnknownLayerError` (one line, without
+    the module's repr).
+    """
+    if not isinstance(layer, nn.Module):
+        return str(layer)
+    for name, module in model.named_modules():
+        if module is layer:
+            return name
+    raise UnknownLayerError(
+        f"the {type(layer).__name__} passed as layer is not a submodule of "
+        f"{type(model).__name__}; pass one of its modules (e.g. model.layer4) or a dotted path"
+    )
+
+
 def tokens_to_grid(tokens: Tensor, num_prefix_tokens: int = 1) -> Tensor:
     """ViT tokens ``[B, 1 + h*w, C]`` -> feature map ``[B, C, h, w]`` (prefix tokens dropped)."""
     if tokens.dim() != 3:
