@@ -77,8 +77,9 @@ report: $(STAMP) ## the report of SCALE: our numbers beside the papers', figures
 # Stored results only (seconds): no model, no map is computed; OUT/SCALE/index.md lists every
 # experiment, drawn or MISSING with the command that runs it.
 OUT ?= outputs/figures
-figures: $(STAMP) ## the papers' figures of SCALE from stored results, the paper's numbers beside ours (OUT/SCALE/<paper>/<result>.png + .md)
-	$(BIN)/python scripts/make_figures.py --scale $(SCALE) --out $(OUT)
+FORMATS ?= png
+figures: $(STAMP) ## the papers' figures of SCALE from stored results, the paper's numbers beside ours (OUT/SCALE/<paper>/<result>.png + .md; FORMATS=png,pdf for vector files too)
+	$(BIN)/python scripts/make_figures.py --scale $(SCALE) --out $(OUT) --formats $(FORMATS)
 
 test: $(STAMP) ## run the test suite (not gpu, not effects) and ruff
 	$(BIN)/ruff check xai_bench tests scripts

@@ -7,6 +7,7 @@ computes it. Exit status 1 only when a figure failed to draw.
 
 Usage: python scripts/make_figures.py [--scale embedded|paper] [--outputs outputs]
                                       [--out outputs/figures] [--experiment <paper>/<result> ...]
+                                      [--formats png,pdf]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from xai_bench.experiments import SCALES
+from xai_bench.viz.formats import figure_formats
 from xai_bench.viz.paper_figures import make_figures
 
 
@@ -27,8 +29,12 @@ def main() -> int:
     parser.add_argument(
         "--experiment", action="append", help="only these (repeatable; index.md is not rewritten)"
     )
+    parser.add_argument(
+        "--formats", default="png", help="comma-separated files per figure: png,pdf,svg (png first)"
+    )
     args = parser.parse_args()
-    entries = make_figures(args.outputs, args.scale, args.out, names=args.experiment)
+    with figure_formats(args.formats.split(",")):
+        entries = make_figures(args.outputs, args.scale, args.out, names=args.experiment)
     for e in entries:
         what = ", ".join(str(f) for f in e.files) if e.status == "drawn" else e.command
         print(f"{e.status.upper():8} {e.name}: {what}" + (f" ({e.note})" if e.note else ""))

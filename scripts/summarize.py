@@ -1,5 +1,6 @@
-"""Write summary.csv and summary.md (headline metrics per benchmark, methods as columns, and the
-list of figures) for every finished run under an outputs folder, and print the markdown.
+"""Write summary.csv and summary.md (headline metrics per benchmark, methods as columns, mean ±
+std (n) per cell, and each run's figures embedded with paths relative to summary.md) for every
+finished run under an outputs folder, and print the markdown.
 
 Numbers are means per experiment, benchmark, model, dataset, metric, method variant (label,
 config, hash) and condition (stage, fraction, seed...; see

@@ -301,9 +301,10 @@ TINY = (
     "benchmark.n_images=4", "benchmark.batch_size=2", "benchmark.methods=[gradient,gradcam,random]",
 )  # fmt: skip
 EXTRA = {"pixel_perturbation": (), "deletion_insertion": ("benchmark.step_fraction=0.1",)}
+# where each benchmark's forward passes are looked up (both score through the functional API)
 MODULES = {
-    "pixel_perturbation": "xai_bench.benchmarks.pixel_perturbation",
-    "deletion_insertion": "xai_bench.benchmarks.deletion_insertion",
+    "pixel_perturbation": "xai_bench.metrics.functional",
+    "deletion_insertion": "xai_bench.metrics.functional",
 }
 
 

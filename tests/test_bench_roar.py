@@ -252,7 +252,7 @@ def test_recipe_block_fingerprints_every_recipe_field(make_cfg) -> None:
         "optimizer": "adam", "lr": 3e-3, "weight_decay": 1e-4, "batch_size": 32,
         "max_epochs": 5, "step_size": 3, "gamma": 0.5, "label_smoothing": 0.0,
         "augment": False, "milestones": [], "warmup_epochs": 0.0, "momentum": 0.9,
-        "nesterov": True, "train_limit": None, "init": "scratch",
+        "nesterov": True, "val_every": 0, "train_limit": None, "init": "scratch",
     }  # fmt: skip
 
 

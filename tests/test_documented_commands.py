@@ -74,12 +74,14 @@ SKIPS_INAPPLICABLE = {
 NO_METHODS = {"groupcam_finetune", "overview", "train"}
 #: command-line flags and whether they take a value (``--cfg job``); they do not compose
 FLAGS = {"-m": False, "--multirun": False, "--help": False, "-h": False, "--hydra-help": False,
-         "--cfg": True, "-c": True, "--package": True, "-p": True, "--resolve": False}  # fmt: skip
+         "--cfg": True, "-c": True, "--package": True, "-p": True, "--resolve": False,
+         "--version": False, "-V": False}  # fmt: skip
 #: flags that print instead of running: no run starts, so the run's early checks (weights and
 #: their classes, the trainer's GPUs) are not made; the config composes all the same
-PRINT_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c"}
-#: config checks of the CLI that depend on this machine (its GPUs), not on the command
-MACHINE_CHECKS = {"check_device"}
+PRINT_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--version", "-V"}
+#: config checks of the CLI that depend on this machine (its GPUs, the logger's package), not
+#: on the command
+MACHINE_CHECKS = {"check_device", "check_logger_package"}
 #: benchmark keys that name input files (read by the constructor): one not on this machine is
 #: composed as null, as a dataset that is not on disk is not read
 INPUT_FILES = ("subset_flags",)

@@ -269,7 +269,7 @@ def test_gallery_maps_each_image_for_its_top_classes(tmp_path: Path, monkeypatch
 
     drawn = {}
 
-    def grid(images, maps, rows, cols, path):
+    def grid(images, maps, rows, cols, path, **kwargs):
         drawn.update(images=images, maps=maps, cols=cols)
         return Path(path)
 

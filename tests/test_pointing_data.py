@@ -248,8 +248,8 @@ def test_one_run_reports_all_and_difficult_subsets(make_cfg, tmp_path: Path) -> 
     assert set(table[table.method == "random"]["subset"]) == {"all", "difficult"}
     assert (tmp_path / "run" / "pointing_game_difficult.png").exists()
     md = write_summary(tmp_path / "run")[1].read_text()  # summary.md keeps the subsets apart
-    assert "| accuracy ↑ subset=all | 0.5 |" in md
-    assert "| accuracy ↑ subset=difficult | 0.1667 |" in md
+    assert "| accuracy ↑ subset=all | 0.5 (n=7) |" in md
+    assert "| accuracy ↑ subset=difficult | 0.1667 (n=4) |" in md
     out = run(
         voc_run(make_cfg, tmp_path / "voc", flags, "benchmark.class_mean=all"), tmp_path / "all"
     )

@@ -14,7 +14,9 @@ def _run(root, name, rows, figures=(), headline=None) -> None:
     run_dir = root / name
     run_dir.mkdir(parents=True)
     pd.DataFrame(rows).to_csv(run_dir / "results.csv", index=False)
-    summary = {"figures": [str(run_dir / f) for f in figures]}
+    for f in figures:
+        (run_dir / f).write_bytes(b"\x89PNG")
+    summary = {"figures": [str(run_dir / f) for f in figures]}  # absolute, as older runs wrote
     if headline is not None:
         summary["headline"] = headline
     (run_dir / "summary.json").write_text(json.dumps(summary))
@@ -42,8 +44,9 @@ def test_summary_means_conditions_and_skips_unfinished(tmp_path) -> None:
     assert figures == [str(tmp_path / "a" / "curve.png")]
     _, md = write_summary(tmp_path)
     text = md.read_text()
-    assert "| output_change fraction=0.1 | 2 |" in text and "| auc | 0.25 |" in text
-    assert "a/curve.png" in text and "| x" not in text
+    # directions from the benchmark (no headline in summary.json), mean ± std (n) per cell
+    assert "| output_change ↓ fraction=0.1 | 2 ± 1.4 (n=2) |" in text and "| auc ↓ | 0.25 |" in text
+    assert "![curve](a/curve.png)" in text and "| x" not in text
 
 
 # Two variants of one method config: distinct labels and hashes. The hashes look like numbers
@@ -81,7 +84,7 @@ def test_summary_keeps_two_variants_of_one_run_apart(tmp_path) -> None:
     ]
     text = (tmp_path / "summary.md").read_text()
     assert "| metric | gradcampp(layer=B2) | gradcampp(layer=B3) |" in text
-    assert "| auc | 2 | 20 |" in text
+    assert "| auc ↓ | 2 ± 1.4 (n=2) | 20 ± 14 (n=2) |" in text
 
 
 def test_summary_keeps_variants_of_two_runs_apart(tmp_path) -> None:
@@ -108,7 +111,7 @@ def test_summary_keeps_one_label_with_two_hashes_apart(tmp_path) -> None:
     }
     text = write_summary(tmp_path)[1].read_text()
     assert "| metric | GradCAM++ B2#012345 | GradCAM++ B2#1e2345 | gradient |" in text
-    assert "| auc | 1 | 7 | 4 |" in text
+    assert "| auc ↓ | 1 | 7 | 4 |" in text
 
 
 def test_summary_keeps_conditions_and_new_condition_columns_apart(tmp_path) -> None:
@@ -134,8 +137,8 @@ def test_summary_keeps_conditions_and_new_condition_columns_apart(tmp_path) -> N
     assert "image" not in long and set(long.seed) == {"0"}
     text = write_summary(tmp_path)[1].read_text()
     assert "Same for all rows: seed=0." in text
-    assert "| ssim stage=logits fraction=0.1 | 2 |" in text
-    assert "| ssim stage=logits fraction=0.1 tolerance=15 | 1 |" in text
+    assert "| ssim ↓ stage=logits fraction=0.1 | 2 ± 1.4 (n=2) |" in text
+    assert "| ssim ↓ stage=logits fraction=0.1 tolerance=15 | 1 |" in text
 
 
 def test_summary_headline_and_arrows_from_summary_json(tmp_path) -> None:

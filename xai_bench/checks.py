@@ -30,6 +30,7 @@ from xai_bench.utils.errors import (
     pretrained_classes_message,
     scratch_instead,
 )
+from xai_bench.utils.loggers import check_trainer_logger, missing_package
 from xai_bench.utils.torchray_files import torchray_file, torchray_missing
 
 WEIGHT_MODES = ("random", "pretrained", "trained", "torchray")
@@ -61,6 +62,8 @@ def check_config(cfg: DictConfig, run_dir: str | Path | None = None) -> None:
     """
     check_seed(cfg)
     check_runtime(cfg)
+    check_logger(cfg)
+    check_logger_package(cfg)
     check_device(cfg)
     check_normalisation(cfg)
     check_train(cfg)
@@ -93,6 +96,32 @@ def check_runtime(cfg: DictConfig) -> None:
     force = cfg.get("force", False)
     if not (isinstance(force, bool) or force == "all"):
         raise UserInputError(f"force must be true, false or all, got {force!r}")
+
+
+def check_logger(cfg: DictConfig) -> None:
+    """``verbose`` (a boolean), the ``logger`` group (a ``_target_`` node or null) and
+    ``trainer.logger`` (true, false or null: the logger is chosen with ``logger=...``)."""
+    verbose = cfg.get("verbose", False)
+    if not isinstance(verbose, bool):
+        raise UserInputError(f"verbose must be true or false, got {verbose!r}")
+    logger = cfg.get("logger")
+    if logger is not None and not (OmegaConf.is_dict(logger) and "_target_" in logger):
+        raise UserInputError(
+            "logger must be an option of the logger group (logger=csv|tensorboard|wandb|none), "
+            f"got {logger!r}"
+        )
+    trainer = cfg.get("trainer")
+    if trainer is not None and "logger" in trainer:
+        check_trainer_logger(trainer.logger)
+
+
+def check_logger_package(cfg: DictConfig) -> None:
+    """The package of the chosen logger is installed (``logger=wandb`` needs ``wandb``,
+    ``logger=tensorboard`` needs ``tensorboard``): checked without importing it."""
+    logger = cfg.get("logger")
+    problem = None if logger is None else missing_package(str(logger.get("_target_")))
+    if problem is not None:
+        raise UserInputError(problem)
 
 
 def cuda_devices() -> int:

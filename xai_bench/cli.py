@@ -1,4 +1,5 @@
-"""Command line: ``xai-bench group=option key=value ...`` (Hydra). See ``xai-bench --help``."""
+"""Command line: ``xai-bench group=option key=value ...`` (Hydra). See ``xai-bench --help``;
+``xai-bench --version`` prints the versions of xai-bench and its libraries."""
 
 from __future__ import annotations
 
@@ -117,15 +118,29 @@ def _main(cfg: DictConfig) -> float | None:
     return None if value is None else float(value)
 
 
+VERSION_FLAGS = ("--version", "-V")
+
+
 def main() -> None:
-    """Console-script entry point. A paper experiment's scale (``scale=embedded|paper``) adds
-    that scale's overrides to the command line first (:mod:`xai_bench.experiments`)."""
+    """Console-script entry point. ``--version`` (``-V``) prints the versions of xai-bench and
+    its libraries (Hydra's own ``--version`` would print only Hydra's). A paper experiment's
+    scale (``scale=embedded|paper``) adds that scale's overrides to the command line first
+    (:mod:`xai_bench.experiments`)."""
+    if any(arg in VERSION_FLAGS for arg in sys.argv[1:]):
+        from xai_bench.provenance import version_lines
+
+        print("\n".join(version_lines()))
+        return
     from xai_bench.experiments import expand_argv
+    from xai_bench.override_check import unknown_key
     from xai_bench.reproduce import check_paper_inputs
     from xai_bench.utils.errors import UserInputError, WeightsNotFoundError
 
     try:
         sys.argv[1:] = expand_argv(sys.argv[1:])
+        typo = unknown_key(sys.argv[1:])  # a misspelt key: its level's valid keys, one line
+        if typo is not None:
+            raise UserInputError(typo)
         check_paper_inputs(sys.argv[1:])  # scale=paper: every missing file of the sweep at once
     except (UserInputError, WeightsNotFoundError) as err:
         fail(err)

@@ -12,6 +12,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from xai_bench import provenance
 from xai_bench.checks import check_config
 from xai_bench.engine.benchmark import Task
 from xai_bench.results.store import CONFIG_FILE, NOT_FINISHED, RunStore
@@ -21,6 +22,8 @@ from xai_bench.utils.io import remove_stray_tmp, strict_json
 from xai_bench.utils.lock import RunLock
 from xai_bench.utils.plain_yaml import as_saved, load_plain_yaml
 from xai_bench.utils.seed import seed_everything
+from xai_bench.utils.verbosity import quiet_lightning
+from xai_bench.viz.formats import figure_formats
 from xai_bench.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ def saved_config(cfg: DictConfig, ws: Workspace) -> dict[str, Any]:
     input files (``config.yaml``)."""
     out = OmegaConf.to_container(cfg, resolve=True)
     out[METHODS_KEY] = ws.methods.resolved()  # type: ignore[index]
+    out["trainer"].pop("logger", None)  # type: ignore[index,union-attr]  # runtime, as `logger`
     out[INPUTS_KEY] = ws.inputs()  # type: ignore[index]
     return out  # type: ignore[return-value]
 
@@ -59,7 +63,8 @@ def saved_config(cfg: DictConfig, ws: Workspace) -> dict[str, Any]:
 # (`scale` and a paper experiment's `scales`, `reported` and `figure` blocks only document; the
 # overrides that a scale adds change the sections they set.)
 RUNTIME_KEYS = {"force", "device", "num_workers", "paths", "hydra", "checkpoint_every_n_steps",
-                "lock_timeout", "threads", "scale", "scales", "reported", "figure"}  # fmt: skip
+                "lock_timeout", "threads", "scale", "scales", "reported", "figure", "logger",
+                "verbose", "figure_formats"}  # fmt: skip
 
 
 def changed_keys(saved: Path, new: dict[str, Any]) -> list[str]:
@@ -79,8 +84,11 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     same config and input files; otherwise the run is computed (reusing the finished chunks of
     an interrupted run). ``force=true`` recomputes everything of the run, ``force=all`` also
     retrains the base checkpoint. Only one process works in a run directory at a time.
+    Computed results get a ``provenance.json`` (:mod:`xai_bench.provenance`); reused ones keep
+    theirs.
     """
     check_config(cfg, run_dir)  # bad values fail here, in one line, before anything is written
+    quiet_lightning(not cfg.get("verbose", False))  # Lightning's banners: verbose=true only
     if cfg.get("threads") is not None:
         torch.set_num_threads(int(cfg.threads))
     run_dir = Path(run_dir)
@@ -96,13 +104,18 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             cached = _finished(cfg, ws, store, run_dir)
             if cached is not None:
                 return cached
+        started = provenance.start()
         seed_everything(int(cfg.seed))
         benchmark = build_benchmark(cfg.benchmark)
-        result = benchmark.run(ws.context())
+        with figure_formats(cfg.get("figure_formats")):  # png, and pdf/svg beside it if asked
+            result = benchmark.run(ws.context())
         summary = {**result.summary, "figures": result.figures}
         if is_global_zero():  # in a data-parallel run every rank holds the same gathered results
             config = OmegaConf.to_yaml(OmegaConf.create(saved_config(cfg, ws)))
+            provenance.discard(run_dir)  # it described the results about to be replaced
             store.save(result.table, summary, config)
+            provenance.write(run_dir, started, ws.device)  # provenance.json: what computed them
+            ws.log_results(summary)  # headline metrics and figures to the `logger`
             log.info("results written to %s", run_dir)
     return {**strict_json(summary), "run_dir": str(run_dir), "cached": False}
 

@@ -33,6 +33,7 @@ from xai_bench.training.recipe import Recipe
 from xai_bench.utils.digest import content_keyed, path_digest
 from xai_bench.utils.distributed import is_distributed, local_rank, remove_tree
 from xai_bench.utils.hashing import stable_hash
+from xai_bench.utils.loggers import LoggerFactory, csv_logger, log_run, trainer_logger
 from xai_bench.utils.torchray_files import torchray_file
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,17 @@ class Workspace:
     def __init__(self, cfg: DictConfig, run_dir: str | Path) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        # the `logger` group (a partial Lightning logger, opened per folder; null: none)
+        self.make_logger: LoggerFactory | None = csv_logger
+        if "logger" in cfg:
+            node = cfg.logger
+            self.make_logger = None if node is None else instantiate(node, _partial_=True)
         trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-        self.trainer_kwargs: dict[str, Any] = dict(trainer)  # type: ignore[arg-type]
+        # `trainer.logger=false` turns the trainings' logger off
+        self.trainer_kwargs, self.training_logger = trainer_logger(
+            trainer,  # type: ignore[arg-type]
+            self.make_logger,
+        )
         self.device = resolve_device(str(cfg.device), is_distributed(self.trainer_kwargs))
         self.seed = int(cfg.seed)
         # the trained checkpoint's seed (its init, data order and generated data); ``seed``
@@ -227,7 +237,13 @@ class Workspace:
             trainer=self,
             checkpoint_every_n_steps=int(self.cfg.checkpoint_every_n_steps),
             force=self.force,
+            make_logger=self.training_logger,
         )
+
+    def log_results(self, summary: dict[str, Any]) -> None:
+        """Log a computed run's headline metrics and figures (``summary``) into the `logger`
+        group's logger of the run directory (``<run_dir>/logs/version_0/``)."""
+        log_run(self.make_logger, self.run_dir, summary)
 
     def fresh_net(self, seed: int | None = None, training: bool = False) -> nn.Module:
         """A newly built, randomly initialised network (seeded by ``seed``, default the run's).
@@ -292,6 +308,7 @@ class Workspace:
                 progress=progress,
                 checkpoint_every_n_steps=int(self.cfg.checkpoint_every_n_steps),
                 head=self.cfg.model.get("head"),
+                make_logger=self.training_logger,
             )
         finally:
             dm.augment = False

@@ -29,12 +29,11 @@ from xai_bench.engine.benchmark import EvalBenchmark
 from xai_bench.engine.context import RunContext
 from xai_bench.methods.base import Explainer
 from xai_bench.metrics.aggregate import NONFINITE, aggregate, check_constant_maps
+from xai_bench.metrics.functional import CLASS_METRICS as METRICS
+from xai_bench.metrics.functional import class_sensitivity
 from xai_bench.metrics.postprocess import Postprocess, nonfinite_maps
-from xai_bench.metrics.similarity import hog_spearman, spearman
 from xai_bench.utils.resolution import HOG_CELL, REFERENCE_SIDE, px_option, resolve_px
 from xai_bench.viz.sanity import class_sensitivity_bars
-
-METRICS = ("spearman", "hog_spearman")
 
 
 class ClassSensitivity(EvalBenchmark):
@@ -99,15 +98,11 @@ class ClassSensitivity(EvalBenchmark):
             raise ValueError("class sensitivity needs a model with at least two classes")
 
     def similarities(self, a: Tensor, b: Tensor) -> dict[str, Tensor]:
-        """Each metric per sample ``[B]`` between two batches of raw maps."""
-        defined = self.constant_maps == "define"
-        out = {}
-        if "spearman" in self.metrics:
-            out["spearman"] = spearman(self.postprocess(a), self.postprocess(b), defined)
-        if "hog_spearman" in self.metrics:
-            ha, hb = self.hog_postprocess(a), self.hog_postprocess(b)
-            out["hog_spearman"] = hog_spearman(ha, hb, self.cell_px, defined=defined)
-        return out
+        """Each metric per sample ``[B]`` between two batches of raw maps
+        (:func:`~xai_bench.metrics.functional.class_sensitivity`), in :data:`METRICS` order."""
+        kw = {"postprocess": self.postprocess, "hog_postprocess": self.hog_postprocess,
+              "hog_cell": self.cell_px, "constant_maps": self.constant_maps}  # fmt: skip
+        return {m: class_sensitivity(a, b, m, **kw) for m in METRICS if m in self.metrics}
 
     def score(self, ctx: RunContext, explainer: Explainer, batch: EvalBatch) -> pd.DataFrame:
         """Rows of one batch: each metric between the argmax- and the argmin-class maps."""

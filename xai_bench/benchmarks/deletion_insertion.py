@@ -28,24 +28,19 @@ from xai_bench.engine.context import RunContext
 from xai_bench.engine.jobs import METHOD_COLUMNS
 from xai_bench.methods.base import Explainer
 from xai_bench.metrics.aggregate import NONFINITE, flagged_mean
+from xai_bench.metrics.functional import deletion_insertion
 from xai_bench.metrics.perturbation import (
     BLUR_PRESETS,
     FILLS,
     SCORES,
     TIE_BREAKS,
-    batch_saliency,
     check_choice,
-    fill_values,
     flat,
-    mask_nonfinite,
-    order_rank,
-    perturbation_scores,
-    pixel_order,
-    step_counts,
-    trapezoid_auc,
+    preset_blur,
+    step_size,
 )
 from xai_bench.metrics.postprocess import Postprocess
-from xai_bench.utils.resolution import float_option, px_option, resolve_blur
+from xai_bench.utils.resolution import float_option, px_option
 from xai_bench.viz.perturbation import deletion_insertion_curves
 
 
@@ -124,65 +119,47 @@ class DeletionInsertion(EvalBenchmark):
     def blur(self, side: int) -> tuple[int, float, str]:
         """``(kernel size, sigma, style)`` of the blur for inputs of ``side`` px: the preset's
         224 px values scaled to ``side`` where the kernel or sigma is ``auto``."""
-        paper = BLUR_PRESETS[self.blur_preset]
-        k, sigma = resolve_blur(self.blur_kernel_size, self.blur_sigma, paper, side)
-        return k, sigma, self.blur_preset
+        return preset_blur(self.blur_preset, self.blur_kernel_size, self.blur_sigma, side)
 
     def step(self, n_pixels: int) -> int:
         """Pixels changed per step for an input of ``n_pixels`` pixels."""
-        if self.step_fraction is not None:
-            return max(1, round(self.step_fraction * n_pixels))
-        if self.step_reference_size is None:
-            return self.step_pixels
-        scale = n_pixels / self.step_reference_size**2
-        return max(1, round(self.step_pixels * scale))
+        return step_size(n_pixels, self.step_pixels, self.step_reference_size, self.step_fraction)
 
     def score(self, ctx: RunContext, explainer: Explainer, batch: EvalBatch) -> pd.DataFrame:
-        """Rows of one batch for one method: both curves per image, their AUCs, over-all."""
+        """Rows of one batch for one method: both curves per image, their AUCs, over-all
+        (:func:`~xai_bench.metrics.functional.deletion_insertion`)."""
         x, t = batch.x, batch.target
-        step = self.step(x.shape[-2] * x.shape[-1])
-        saliency, nonfinite = batch_saliency(explainer(x, t), x, self.postprocess)
-        order = pixel_order(
-            saliency, True, self.tie_break, keys=batch.sample["index"], seed=ctx.seed
-        )
-        rank = order_rank(order)
-        n_pixels = rank.shape[1]
-        counts = step_counts(n_pixels, step)
-        mean, std = ctx.meta.mean, ctx.meta.std
-        blur = self.blur(min(x.shape[-2:]))
-        pairs = {
-            "deletion": (x, fill_values(x, self.deletion_fill, mean, std, *blur)),
-            "insertion": (fill_values(x, self.insertion_fill, mean, std, *blur), x),
-        }
+        r = deletion_insertion(
+            ctx.model, x, t, explainer(x, t), step=self.step(x.shape[-2] * x.shape[-1]),
+            deletion_fill=self.deletion_fill, insertion_fill=self.insertion_fill,
+            blur=self.blur_preset, blur_kernel_size=self.blur_kernel_size,
+            blur_sigma=self.blur_sigma, mean=ctx.meta.mean, std=ctx.meta.std, score=self.output,
+            multilabel=ctx.meta.multilabel, postprocess=self.postprocess,
+            tie_break=self.tie_break, keys=batch.sample["index"], seed=ctx.seed,
+            internal_batch_size=self.internal_batch_size,
+        )  # fmt: skip
         index = batch.sample["index"].numpy()
         context = {
             "index": index,
             "target": t.cpu().numpy(),
-            "map_nonfinite": nonfinite.cpu().numpy().astype(int),
+            "map_nonfinite": r.nonfinite.cpu().numpy().astype(int),
         }
-        b, s = len(index), len(counts)
-        frames, aucs = [], {}
-        for curve, (base, substitute) in pairs.items():
-            scores = perturbation_scores(
-                ctx.model, base, substitute, rank, counts, t, self.output, ctx.meta.multilabel,
-                self.internal_batch_size,
-            )  # fmt: skip
-            scores = mask_nonfinite(scores, nonfinite)
-            aucs[curve] = trapezoid_auc(scores)
+        b, s = len(index), len(r.n_pixels)
+        frames = []
+        for curve, scores, auc in (("deletion", r.deletion, r.deletion_auc),
+                                   ("insertion", r.insertion, r.insertion_auc)):  # fmt: skip
             points = {k: np.repeat(v, s) for k, v in context.items()}
-            points.update(step=np.tile(np.arange(s), b), n_pixels=np.tile(counts.numpy(), b))
+            points.update(step=np.tile(np.arange(s), b), n_pixels=np.tile(r.n_pixels.numpy(), b))
             frames.append(
                 pd.DataFrame({**points, "curve": curve, "metric": "score", "value": flat(scores)})
             )
             frames.append(
                 pd.DataFrame({**context, "curve": curve, "metric": f"{curve}_auc"}).assign(
-                    value=flat(aucs[curve])
+                    value=flat(auc)
                 )
             )
-        overall = aucs["insertion"] - aucs["deletion"]
-        frames.append(
-            pd.DataFrame({**context, "curve": "both", "metric": "overall", "value": flat(overall)})
-        )
+        overall = {"curve": "both", "metric": "overall", "value": flat(r.overall)}
+        frames.append(pd.DataFrame({**context, **overall}))
         return pd.concat(frames, ignore_index=True)
 
     def tabulate(self, rows: pd.DataFrame) -> pd.DataFrame:

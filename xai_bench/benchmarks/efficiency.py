@@ -123,7 +123,7 @@ class Efficiency(Benchmark):
                 rows.append({**method, "batch_size": n, "device": str(ctx.device),
                              "metric": metric, "value": value})  # fmt: skip
         table = tidy_table(ctx, self.name, pd.DataFrame(rows), skipped)
-        path = time_ratios(table, ctx.run_dir / "efficiency.png")
+        path = time_ratios(table, ctx.run_dir / "efficiency.png", repeats=self.repeats)
         summary = {"device": str(ctx.device), "batch_size": n, "skipped": skipped,
                    "headline": dict(self.headline)}  # fmt: skip
         summary.update({f"time_ratio/{k}": v[0] / floor_s for k, v in timings.items()})

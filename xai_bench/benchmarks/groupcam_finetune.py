@@ -165,7 +165,7 @@ class GroupCAMFinetune(Benchmark):
         module = self.module(ctx, variant)
         metrics = fit_and_test(
             module, ctx.datamodule, out_dir, ctx.trainer_kwargs, self.recipe.max_epochs,
-            ctx.seed, self.progress, ctx.checkpoint_every_n_steps,
+            ctx.seed, self.progress, ctx.checkpoint_every_n_steps, make_logger=ctx.make_logger,
         )  # fmt: skip
         return metrics, False
 

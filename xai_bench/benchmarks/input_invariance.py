@@ -39,6 +39,7 @@ from xai_bench.methods.base import Explainer, MethodNotApplicableError
 from xai_bench.methods.spec import MethodSpec
 from xai_bench.metrics.aggregate import NONFINITE, nan_counts
 from xai_bench.metrics.invariance import (
+    TOLERANCE,
     Shift,
     compare_explainers,
     crafted,
@@ -54,7 +55,6 @@ from xai_bench.viz.invariance import invariance_figures
 SHIFTS = ("constant", "checkerboard", "crafted")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 LOGIT_TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
-TOLERANCE = {"float32": 1e-3, "float64": 1e-4}
 NOISE_MODES = ("absolute", "config")
 CRAFTED_TARGETS = ("digit", "photo")
 WRAPPER = "smoothgrad"  # the method config whose noise tunnel `smoothgrad_over` reuses

@@ -18,36 +18,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from xai_bench.engine.batches import BatchPlan, EvalBatch, check_count, check_target
 from xai_bench.engine.benchmark import EvalBenchmark
 from xai_bench.engine.context import RunContext
 from xai_bench.methods.base import Explainer
 from xai_bench.metrics.aggregate import NONFINITE, flagged_mean
+from xai_bench.metrics.functional import pixel_perturbation
 from xai_bench.metrics.perturbation import (
-    BLUR_PRESETS,
     FILLS,
+    ORDERS,
     SCORES,
     TIE_BREAKS,
-    batch_saliency,
     check_choice,
-    fill_values,
     flat,
     fraction_counts,
-    mask_nonfinite,
-    order_rank,
-    perturbation_scores,
-    pixel_order,
-    relative_change,
-    target_score,
-    trapezoid_auc,
 )
 from xai_bench.metrics.postprocess import Postprocess
-from xai_bench.utils.resolution import float_option, px_option, resolve_blur
+from xai_bench.utils.resolution import float_option, px_option
 from xai_bench.viz.perturbation import pixel_perturbation_curves
-
-ORDERS = ("least_first", "most_first")
 
 
 class PixelPerturbation(EvalBenchmark):
@@ -108,33 +97,18 @@ class PixelPerturbation(EvalBenchmark):
         )
 
     def score(self, ctx: RunContext, explainer: Explainer, batch: EvalBatch) -> pd.DataFrame:
-        """Rows of one batch for one method: the change per (image, fraction) and its AUC."""
+        """Rows of one batch for one method: the change per (image, fraction) and its AUC
+        (:func:`~xai_bench.metrics.functional.pixel_perturbation`)."""
         x, t = batch.x, batch.target
-        saliency, nonfinite = batch_saliency(explainer(x, t), x, self.postprocess)
-        order = pixel_order(
-            saliency,
-            descending=self.order == "most_first",
-            tie_break=self.tie_break,
-            keys=batch.sample["index"],
-            seed=ctx.seed,
-        )
-        n_pixels = order.shape[1]
-        counts = fraction_counts(n_pixels, self.fractions)
-        blur = resolve_blur(
-            self.blur_kernel_size, self.blur_sigma, BLUR_PRESETS["gcam"], min(x.shape[-2:])
-        )
-        fill = fill_values(x, self.fill, ctx.meta.mean, ctx.meta.std, *blur)
-        multilabel = ctx.meta.multilabel
-        y0 = target_score(batch.logits, t, self.output, multilabel)
-        y = perturbation_scores(
-            ctx.model, x, fill, order_rank(order), counts, t, self.output, multilabel,
-            self.internal_batch_size,
+        r = pixel_perturbation(
+            ctx.model, x, t, explainer(x, t), fractions=self.fractions, order=self.order,
+            fill=self.fill, output=self.output, logits=batch.logits, mean=ctx.meta.mean,
+            std=ctx.meta.std, multilabel=ctx.meta.multilabel, postprocess=self.postprocess,
+            tie_break=self.tie_break, blur_kernel_size=self.blur_kernel_size,
+            blur_sigma=self.blur_sigma, keys=batch.sample["index"], seed=ctx.seed,
+            internal_batch_size=self.internal_batch_size,
         )  # fmt: skip
-        change = relative_change(y, y0)  # [B, F]
-        auc = (
-            trapezoid_auc(change, torch.tensor(self.fractions)) if len(counts) > 1 else change[:, 0]
-        )
-        change, auc = mask_nonfinite(change, nonfinite), mask_nonfinite(auc, nonfinite)
+        change, auc, counts, nonfinite = r.change, r.auc, r.n_pixels, r.nonfinite
         b, f = change.shape
         index = batch.sample["index"].numpy()
         context = {

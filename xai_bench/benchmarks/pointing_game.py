@@ -48,9 +48,9 @@ from xai_bench.metrics.aggregate import NONFINITE
 from xai_bench.metrics.pointing import (
     CLASS_MEANS,
     build_pairs,
-    maps_to_points,
+    map_points,
     orig_sizes,
-    pair_hits,
+    score_pairs,
 )
 from xai_bench.metrics.postprocess import Postprocess
 from xai_bench.utils.errors import UserInputError
@@ -203,8 +203,7 @@ class PointingGame(EvalBenchmark):
             points = torch.cat([o[0] for o in out])
             degenerate = torch.cat([o[1] for o in out])
         nonfinite = points.isnan().any(1)  # a non-finite map: neither hit nor miss
-        hits = pair_hits(points.nan_to_num(0.0), pairs, sample, sizes, self.tolerance, self.gt)
-        hits = hits.double().masked_fill(nonfinite, float("nan"))
+        hits = score_pairs(points, pairs, sample, sizes, self.tolerance, self.gt)
         index = torch.as_tensor(sample["index"]).reshape(-1)[pairs.image]
         cpu = points.cpu()
         out = pd.DataFrame(
@@ -223,12 +222,9 @@ class PointingGame(EvalBenchmark):
         return out
 
     def points(self, attr: Tensor, sizes: Tensor, smooth: bool) -> tuple[Tensor, Tensor]:
-        """Explainer output ``[N, C, h, w]`` -> points and degenerate flags (see
-        :func:`~xai_bench.metrics.pointing.maps_to_points`) after ``postprocess``; maps left
-        with several channels are averaged over channels."""
-        m = self.postprocess(attr)
-        m = m.mean(1) if m.shape[1] > 1 else m[:, 0]
-        return maps_to_points(m, sizes, self.smooth_sigma if smooth else None)
+        """Explainer output ``[N, C, h, w]`` -> points and degenerate flags
+        (:func:`~xai_bench.metrics.pointing.map_points` after ``postprocess``)."""
+        return map_points(attr, sizes, self.postprocess, self.smooth_sigma if smooth else None)
 
     def score(
         self,

@@ -237,7 +237,7 @@ class ROAR(Benchmark):
             net.load_state_dict({k: v.detach().cpu() for k, v in ctx.model.state_dict().items()})
         metrics = train_classifier(
             net, data, out_dir, ctx.trainer_kwargs, r, bool(ctx.meta.multilabel), seed,
-            self.progress, ctx.checkpoint_every_n_steps,
+            self.progress, ctx.checkpoint_every_n_steps, make_logger=ctx.make_logger,
         )  # fmt: skip
         return pd.DataFrame(
             [{"metric": m, "value": float(metrics.get(m, 0))} for m in RESULT_METRICS]

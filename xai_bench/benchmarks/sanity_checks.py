@@ -50,6 +50,9 @@ from xai_bench.methods.spec import MethodSpec
 from xai_bench.metrics import similarity as sim
 from xai_bench.metrics.aggregate import NONFINITE, aggregate, check_constant_maps
 from xai_bench.metrics.postprocess import nonfinite_maps
+from xai_bench.metrics.similarity import SANITY_METRICS as METRICS
+from xai_bench.metrics.similarity import compare_views as compare
+from xai_bench.metrics.similarity import map_views
 from xai_bench.models.randomize import randomized_copy
 from xai_bench.utils.distributed import is_global_zero
 from xai_bench.utils.resolution import (
@@ -67,45 +70,6 @@ MODES = ("cascading", "independent")
 INITS = {"normal": "normal", "default": "default_init"}
 TARGETS = ("predicted", "original")
 ORIGINAL = "original"
-
-# metric -> (view it compares, similarity of two views)
-METRICS: dict[str, tuple[str, str]] = {
-    "spearman_abs": ("abs", "spearman"),
-    "spearman_signed": ("diverging", "spearman"),
-    "ssim": ("abs_minmax", "ssim"),
-    "hog_spearman": ("hog", "spearman"),
-    "prune_spearman_abs": ("maxabs_abs", "spearman"),
-    "prune_spearman_signed": ("maxabs", "spearman"),
-    "prune_ssim": ("maxabs", "ssim2"),
-}
-
-
-def map_views(attr: Tensor, views: Sequence[str], hog_cell: int) -> dict[str, Tensor]:
-    """The views of raw maps ``[B, C, H, W]`` that the metrics compare (see module doc)."""
-    out: dict[str, Tensor] = {}
-    if {"abs", "abs_minmax", "hog"} & set(views):
-        absv = sim.abs_view(attr)
-        out.update(abs=absv, abs_minmax=sim.minmax_view(absv))
-    if "hog" in views:
-        out["hog"] = sim.hog(out["abs"], hog_cell)
-    if "diverging" in views:
-        out["diverging"] = sim.diverging_view(attr)
-    if {"maxabs", "maxabs_abs"} & set(views):
-        out["maxabs"] = sim.maxabs_view(attr)
-        out["maxabs_abs"] = out["maxabs"].abs()
-    return {k: v for k, v in out.items() if k in views}
-
-
-def compare(
-    a: dict[str, Tensor], b: dict[str, Tensor], metric: str, defined: bool, sigma: float = 1.5
-) -> Tensor:
-    """One metric per sample ``[B]`` between two view dicts of :func:`map_views` (``sigma``:
-    the SSIM window's Gaussian sigma in pixels)."""
-    view, kind = METRICS[metric]
-    x, y = a[view], b[view].to(a[view].device)
-    if kind == "spearman":
-        return sim.spearman(x, y, defined=defined)
-    return sim.ssim(x, y, data_range=2.0 if kind == "ssim2" else 1.0, sigma=sigma)
 
 
 def file_safe(name: str) -> str:

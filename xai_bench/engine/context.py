@@ -27,6 +27,7 @@ from xai_bench.data.base import ImageDataModule
 from xai_bench.methods.base import Explainer
 from xai_bench.methods.spec import MethodSet, MethodSpec
 from xai_bench.models.meta import ModelMeta
+from xai_bench.utils.loggers import LoggerFactory, csv_logger
 
 
 class ModelTrainer(Protocol):
@@ -70,6 +71,9 @@ class RunContext:
             resumable ``last.ckpt`` every this many optimizer steps (0: after every epoch only).
         force: recompute everything of this run (chunks, attribution maps, retrains and
             fine-tunes) instead of reusing what an earlier run stored.
+        make_logger: the Lightning logger of every training (ROAR retrains, fine-tunes), opened
+            in the training's folder as ``make_logger(save_dir=..., name="logs", version=0)``
+            (:func:`~xai_bench.utils.loggers.open_logger`); ``None``: no logger.
     """
 
     run_dir: Path
@@ -89,6 +93,7 @@ class RunContext:
     trainer: ModelTrainer | None = None
     checkpoint_every_n_steps: int = 0
     force: bool = False
+    make_logger: LoggerFactory | None = csv_logger
 
     @classmethod
     def create(

@@ -20,6 +20,9 @@ from xai_bench.methods.base import input_gradient
 from xai_bench.models.shift import assert_same_logits, crafted_shift, shifted_twin
 
 Explain = Callable[[Tensor, Tensor], Tensor]
+#: relative difference up to which a method counts as invariant, per evaluation dtype (float32
+#: rounding alone reaches about 1e-4)
+TOLERANCE = {"float32": 1e-3, "float64": 1e-4}
 
 
 @dataclass

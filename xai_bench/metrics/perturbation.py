@@ -18,10 +18,12 @@ from torch import Tensor, nn
 
 from xai_bench.metrics.postprocess import Postprocess
 from xai_bench.utils.blur import gaussian_blur
+from xai_bench.utils.resolution import AUTO, resolve_blur
 
 FILLS = ("image_mean", "dataset_mean", "zero", "blur")
 TIE_BREAKS = ("random", "index")
 SCORES = ("logit", "softmax")
+ORDERS = ("least_first", "most_first")  # pixel perturbation: LeRF or MoRF
 # Blur presets: RISE = 11 px, sigma 5, scipy kernel, zero padding;
 # Group-CAM = kornia 51 px, sigma 50, reflect padding.
 BLUR_PRESETS: dict[str, tuple[int, float]] = {"rise": (11, 5.0), "gcam": (51, 50.0)}
@@ -242,6 +244,38 @@ def step_counts(n_pixels: int, step: int) -> Tensor:
         raise ValueError("step must be >= 1 pixel")
     n_steps = math.ceil(n_pixels / step)
     return (torch.arange(n_steps + 1) * step).clamp(max=n_pixels)
+
+
+def step_size(
+    n_pixels: int,
+    step_pixels: int = 448,
+    reference_size: int | None = 224,
+    fraction: float | None = None,
+) -> int:
+    """Pixels changed per deletion/insertion step for an input of ``n_pixels`` pixels.
+
+    ``fraction``: that share of the pixels (Group-CAM's "1%"); otherwise ``step_pixels`` at
+    ``reference_size`` px inputs (Group-CAM: 448 at 224), scaled by ``n_pixels /
+    reference_size**2``; ``reference_size=None`` uses ``step_pixels`` as is. At least 1.
+    """
+    if fraction is not None:
+        return max(1, round(fraction * n_pixels))
+    if reference_size is None:
+        return step_pixels
+    scale = n_pixels / reference_size**2
+    return max(1, round(step_pixels * scale))
+
+
+def preset_blur(
+    preset: str, kernel_size: int | str | None, sigma: float | str | None, side: int
+) -> tuple[int, float, str]:
+    """``(kernel size, sigma, style)`` of a :data:`BLUR_PRESETS` blur for inputs of ``side``
+    px: a kernel or sigma left ``auto`` (or ``None``) is the preset's 224 px value scaled to
+    ``side`` (:func:`~xai_bench.utils.resolution.resolve_blur`)."""
+    check_choice(preset, tuple(BLUR_PRESETS), "blur")
+    kernel = AUTO if kernel_size is None else kernel_size
+    k, s = resolve_blur(kernel, AUTO if sigma is None else sigma, BLUR_PRESETS[preset], side)
+    return k, s, preset
 
 
 def fraction_counts(n_pixels: int, fractions: Sequence[float]) -> Tensor:

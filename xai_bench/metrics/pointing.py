@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from xai_bench.metrics.postprocess import Postprocess
+
 CONSTANT_RTOL = 1e-6  # a map whose values span less than this x its largest |value| is constant
 
 
@@ -158,6 +160,7 @@ def class_accuracies(
     """
     counts = torch.bincount(classes, minlength=num_classes)
     hit = torch.bincount(classes, weights=hits.to(torch.float64), minlength=num_classes)
+    hit = hit.double()  # bincount of no pair is int64
     acc = torch.where(counts > 0, hit / counts.clamp(min=1), torch.full_like(hit, math.nan))
     return hit.nan_to_num(0.0).round().long(), counts, acc
 
@@ -288,6 +291,16 @@ def maps_to_points(
     return points, degenerate & ~nonfinite
 
 
+def map_points(
+    attr: Tensor, sizes: Tensor, postprocess: Postprocess, smooth_sigma: float | None = None
+) -> tuple[Tensor, Tensor]:
+    """Raw maps ``[N, C, h, w]`` -> points and degenerate flags (:func:`maps_to_points`) after
+    ``postprocess``; maps left with several channels are averaged over channels."""
+    m = postprocess(attr)
+    m = m.mean(1) if m.shape[1] > 1 else m[:, 0]
+    return maps_to_points(m, sizes, smooth_sigma)
+
+
 def pair_hits(
     points: Tensor,
     pairs: Pairs,
@@ -330,3 +343,18 @@ def pair_hits(
         hit = all_hits[inst]
     total = torch.zeros(len(pairs.cls), dtype=torch.long, device=dev)
     return total.index_add_(0, inst_pair, hit.long()).gt(0)
+
+
+def score_pairs(
+    points: Tensor,
+    pairs: Pairs,
+    sample: Mapping[str, Any],
+    sizes: Tensor,
+    tolerance: float,
+    gt: str = "boxes",
+) -> Tensor:
+    """:func:`pair_hits` as float64 ``[P]``: 1 (hit), 0 (miss), or NaN for a pair whose point
+    is NaN (its map held a non-finite value: neither hit nor miss)."""
+    nonfinite = points.isnan().any(1)
+    hits = pair_hits(points.nan_to_num(0.0), pairs, sample, sizes, tolerance, gt)
+    return hits.double().masked_fill(nonfinite, float("nan"))

@@ -235,3 +235,46 @@ def hog_spearman(
     fb = hog(b, pixels_per_cell, cells_per_block)
     rho = spearman(fa, fb, defined=defined)
     return torch.where(_finite(a) & _finite(b), rho, torch.full_like(rho, math.nan))
+
+
+# --------------------------------------------------------------------------- sanity-check metrics
+#: sanity-check metric -> (view it compares, similarity of two views); see
+#: :mod:`xai_bench.benchmarks.sanity_checks` for what each one is
+SANITY_METRICS: dict[str, tuple[str, str]] = {
+    "spearman_abs": ("abs", "spearman"),
+    "spearman_signed": ("diverging", "spearman"),
+    "ssim": ("abs_minmax", "ssim"),
+    "hog_spearman": ("hog", "spearman"),
+    "prune_spearman_abs": ("maxabs_abs", "spearman"),
+    "prune_spearman_signed": ("maxabs", "spearman"),
+    "prune_ssim": ("maxabs", "ssim2"),
+}
+
+
+def map_views(attr: Tensor, views: Sequence[str], hog_cell: int) -> dict[str, Tensor]:
+    """The views of raw maps ``[B, C, H, W]`` that the sanity-check metrics compare (``hog``:
+    HOG features of the abs view with cells of ``hog_cell`` px)."""
+    out: dict[str, Tensor] = {}
+    if {"abs", "abs_minmax", "hog"} & set(views):
+        absv = abs_view(attr)
+        out.update(abs=absv, abs_minmax=minmax_view(absv))
+    if "hog" in views:
+        out["hog"] = hog(out["abs"], hog_cell)
+    if "diverging" in views:
+        out["diverging"] = diverging_view(attr)
+    if {"maxabs", "maxabs_abs"} & set(views):
+        out["maxabs"] = maxabs_view(attr)
+        out["maxabs_abs"] = out["maxabs"].abs()
+    return {k: v for k, v in out.items() if k in views}
+
+
+def compare_views(
+    a: dict[str, Tensor], b: dict[str, Tensor], metric: str, defined: bool, sigma: float = 1.5
+) -> Tensor:
+    """One sanity-check metric per sample ``[B]`` between two view dicts of :func:`map_views`
+    (``defined``: see :func:`spearman`; ``sigma``: the SSIM window's Gaussian sigma in px)."""
+    view, kind = SANITY_METRICS[metric]
+    x, y = a[view], b[view].to(a[view].device)
+    if kind == "spearman":
+        return spearman(x, y, defined=defined)
+    return ssim(x, y, data_range=2.0 if kind == "ssim2" else 1.0, sigma=sigma)

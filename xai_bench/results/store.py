@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ CONFIG_FILE = "config.yaml"
 FILES_KEY = "files"  # summary.json: SHA-256 of results.csv and config.yaml
 CHECKSUM_KEY = "checksum"  # summary.json: SHA-256 of the summary itself (without this key)
 NOT_FINISHED = "not finished"
+FIGURES_KEY = "figures"  # summary.json: the run's figures, relative to the run directory
 
 
 def _summary_checksum(summary: dict[str, Any]) -> str:
@@ -71,7 +74,7 @@ class RunStore:
             atomic_write_text(self.run_dir / CONFIG_FILE, config)
             files.append(CONFIG_FILE)
         digests = {name: sha256_file(self.run_dir / name) for name in files}
-        body = strict_json({**summary, FILES_KEY: digests})
+        body = strict_json({**relative_paths(summary, self.run_dir), FILES_KEY: digests})
         body[CHECKSUM_KEY] = _summary_checksum(body)
         atomic_write_text(self.run_dir / SUMMARY_FILE, dumps_strict(body) + "\n")
 
@@ -79,7 +82,44 @@ class RunStore:
         return pd.read_csv(self.run_dir / RESULTS_FILE)
 
     def summary(self) -> dict[str, Any]:
-        return json.loads((self.run_dir / SUMMARY_FILE).read_text())
+        """The stored summary; its figures as paths under the run directory (the file holds
+        them relative to it; older runs hold absolute paths, returned as they are)."""
+        summary = json.loads((self.run_dir / SUMMARY_FILE).read_text())
+        if isinstance(summary.get(FIGURES_KEY), list):
+            summary[FIGURES_KEY] = [str(self.run_dir / f) for f in summary[FIGURES_KEY]]
+        return summary
+
+
+def relative_paths(obj: Any, run_dir: Path) -> Any:
+    """``obj`` with its paths relative to ``run_dir``, so that a run folder can be moved: every
+    ``figures`` entry (written as a path under ``run_dir``) and every other absolute path that
+    exists or lies under ``run_dir``, at any depth; other values as they are."""
+    base = os.path.abspath(run_dir)
+
+    def rel(value: Any, figure: bool = False) -> Any:
+        if isinstance(value, Mapping):
+            return {k: rel(v, figure=k == FIGURES_KEY) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [rel(v, figure) for v in value]
+        if not isinstance(value, str | Path) or not str(value):
+            return value
+        path = os.path.abspath(value)
+        inside = path == base or path.startswith(base + os.sep)
+        given = Path(value)
+        if given.is_absolute() and (inside or _exists(given)):
+            return Path(os.path.relpath(path, base)).as_posix()
+        if figure and _exists(given):  # a figure written as a path from the working directory
+            return Path(os.path.relpath(path, base)).as_posix()
+        return str(value) if isinstance(value, Path) else value
+
+    return rel(obj)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a text too long for a file name, or with a NUL
+        return False
 
 
 # Text columns that name a row; read as text so that e.g. a hash of digits keeps its zeros.

@@ -32,6 +32,9 @@ class Gallery(Task):
             with several channels after them is averaged over channels for display.
         classes_per_image: maps of each image for its ``k`` top-scoring classes, one column
             per (image, class) (class-sensitivity figures, POSAGG Fig. 1); ``1``: ``target``.
+        overlay: draw each map alpha-blended on its image (pytorch-grad-cam's
+            ``show_cam_on_image``) instead of on its own.
+        overlay_alpha: the map's weight in the blend, in [0, 1].
     """
 
     name = "gallery"
@@ -44,9 +47,15 @@ class Gallery(Task):
         target: str = "predicted",
         postprocess: Sequence[str | Mapping[str, Any]] = ("channel_mean", "abs", "minmax"),
         classes_per_image: int = 1,
+        overlay: bool = False,
+        overlay_alpha: float = 0.5,
     ) -> None:
         if target not in ("predicted", "label"):
             raise ValueError("target must be 'predicted' or 'label'")
+        if not 0.0 <= float(overlay_alpha) <= 1.0:
+            raise ValueError(f"overlay_alpha must be in [0, 1], got {overlay_alpha}")
+        self.overlay = bool(overlay)
+        self.overlay_alpha = float(overlay_alpha)
         self.n_images = check_count(int(n_images), "n_images")
         self.split = check_split(split)
         self.target = target
@@ -83,8 +92,10 @@ class Gallery(Task):
         classes = ctx.datamodule.class_names
         titles = [classes[int(t)] if classes else str(int(t)) for t in target.tolist()]
         path = map_grid(
-            ctx.datamodule.denormalize(x), maps, names, titles, ctx.run_dir / "gallery.png"
-        )
+            ctx.datamodule.denormalize(x), maps, names, titles, ctx.run_dir / "gallery.png",
+            overlay=self.overlay, alpha=self.overlay_alpha,
+            configs={s.label: s.config_name for s in ctx.methods},
+        )  # fmt: skip
         table = tidy_table(ctx, self.name, pd.DataFrame(rows), skipped)
         shown = sum(m is not None for m in maps)
         summary = {"methods_shown": shown, "postprocess": repr(self.postprocess),

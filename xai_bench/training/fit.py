@@ -14,7 +14,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
@@ -25,6 +25,14 @@ from xai_bench.utils.distributed import is_global_zero
 from xai_bench.utils.errors import UserInputError
 from xai_bench.utils.io import atomic_write, atomic_write_json, remove_stray_tmp
 from xai_bench.utils.lock import RunLock
+from xai_bench.utils.loggers import (
+    LoggerFactory,
+    close_logger,
+    csv_logger,
+    open_logger,
+    trainer_logger,
+)
+from xai_bench.utils.verbosity import lightning_is_quiet
 
 MODEL_FILE = "model.pt"
 METRICS_FILE = "metrics.json"
@@ -133,6 +141,16 @@ class RNGState(pl.Callback):
             torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
+class QuietProgressBar(TQDMProgressBar):
+    """Lightning's progress bar without the logger's version (``v_num``), which says nothing
+    here: every training logs into its own folder's ``version_0``."""
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items
+
+
 def recipe_trainer_kwargs(recipe: Recipe, trainer_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The ``trainer`` preset's Lightning Trainer arguments with the recipe's
     ``accumulate_grad_batches``, its validation interval (``val_every``) and, if set, its
@@ -167,6 +185,7 @@ def fit_and_test(
     seed: int = 0,
     progress: bool = True,
     checkpoint_every_n_steps: int = 0,
+    make_logger: LoggerFactory | None = csv_logger,
 ) -> dict[str, Any]:
     """Fit ``module`` (which holds the network as ``module.net``), validate and test it, and
     save ``model.pt`` (the network's state) and ``metrics.json`` into ``out_dir``.
@@ -183,18 +202,22 @@ def fit_and_test(
     A :class:`~xai_bench.training.lit.Classifier` brings its recipe's gradient accumulation and
     precision (:func:`recipe_trainer_kwargs`, checked before ``out_dir`` is created).
 
+    The curves go to ``make_logger``'s logger in ``out_dir/logs/version_0/`` (default: CSV;
+    ``None``: no logger; a ``logger`` key of ``trainer_kwargs`` set to false also turns it off).
+
     Returns:
         ``test_acc``, ``val_acc``, ``test_loss``, ``train_seconds``, ``epochs``, ``resumed_from``
         (the epoch training resumed in, 0 for a fresh start), ``resumed_from_step`` (the
         optimizer step) and ``history`` (per-epoch validation metrics).
     """
     out_dir = Path(out_dir)
+    trainer_kwargs, make_logger = trainer_logger(trainer_kwargs, make_logger)
     recipe = getattr(module, "recipe", None)
     if isinstance(recipe, Recipe):
         trainer_kwargs = recipe_trainer_kwargs(recipe, trainer_kwargs)
     if not is_global_zero():  # rank 0 holds the lock for the whole data-parallel run
         return _fit_and_test(module, datamodule, out_dir, trainer_kwargs, max_epochs, seed,
-                             progress, checkpoint_every_n_steps)  # fmt: skip
+                             progress, checkpoint_every_n_steps, make_logger)  # fmt: skip
     with RunLock(out_dir):
         for path in remove_stray_tmp(out_dir):
             log.info("removed %s, left by a killed run", path)
@@ -202,7 +225,7 @@ def fit_and_test(
             log.info("%s was trained meanwhile by another run; reusing it", out_dir)
             return {**json.loads((out_dir / METRICS_FILE).read_text()), "reused": True}
         return _fit_and_test(module, datamodule, out_dir, trainer_kwargs, max_epochs, seed,
-                             progress, checkpoint_every_n_steps)  # fmt: skip
+                             progress, checkpoint_every_n_steps, make_logger)  # fmt: skip
 
 
 def _fit_and_test(
@@ -214,19 +237,22 @@ def _fit_and_test(
     seed: int,
     progress: bool,
     checkpoint_every_n_steps: int,
+    make_logger: LoggerFactory | None,
 ) -> dict[str, Any]:
     pl.seed_everything(seed, workers=True, verbose=False)
-    if not progress:  # quiet: no "GPU available" banner per run (warnings still show)
-        logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
     history = EpochHistory()
     last = out_dir / "lightning" / "last.ckpt"
     ckpt = LastCheckpoint(last, checkpoint_every_n_steps)
+    callbacks: list[pl.Callback] = [history, RNGState(), ckpt]
+    if progress and lightning_is_quiet():
+        callbacks.append(QuietProgressBar())
+    logger = open_logger(make_logger, out_dir)
     trainer = pl.Trainer(
         **dict(trainer_kwargs),
         max_epochs=max_epochs,
         default_root_dir=str(out_dir),
-        logger=CSVLogger(str(out_dir), name="logs", version=0),
-        callbacks=[history, RNGState(), ckpt],
+        logger=logger if logger is not None else False,
+        callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress,
         enable_model_summary=False,
@@ -255,6 +281,8 @@ def _fit_and_test(
         val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
         val_acc = float(val["val/acc"])
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    if trainer.is_global_zero:
+        close_logger(logger)
     metrics = {
         "val_acc": val_acc,
         "test_acc": float(test["test/acc"]),
@@ -283,6 +311,7 @@ def train_classifier(
     progress: bool = True,
     checkpoint_every_n_steps: int = 0,
     head: str | None = None,
+    make_logger: LoggerFactory | None = csv_logger,
 ) -> dict[str, Any]:
     """Fit ``net`` on the train split with :class:`Classifier` and :func:`fit_and_test`, for
     ``recipe.max_epochs`` epochs.
@@ -291,9 +320,10 @@ def train_classifier(
     published backbone weights for ``init=pretrained``). The recipe's ``batch_size`` and
     ``augment`` are the datamodule's: the caller builds it with them. ``head``: the classifier
     head's dotted name, for the recipe's head epochs and rates (default: found in ``net``).
+    ``make_logger``: the logger of the curves (:func:`fit_and_test`).
     """
     module = Classifier(net, recipe, multilabel=multilabel, head=head)
     return fit_and_test(
         module, datamodule, out_dir, trainer_kwargs, recipe.max_epochs, seed, progress,
-        checkpoint_every_n_steps,
+        checkpoint_every_n_steps, make_logger,
     )  # fmt: skip

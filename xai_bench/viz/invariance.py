@@ -13,6 +13,7 @@ from torch import Tensor
 
 from xai_bench.metrics.invariance import Shift
 from xai_bench.viz.figures import save_figure
+from xai_bench.viz.style import SIGNED_CMAP, display_name
 
 
 def _blank(fig: Figure, rows: int, cols: int) -> Any:
@@ -30,7 +31,7 @@ def _show(ax: Any, m: Tensor, signed: bool, lim: float | None = None) -> None:
         ax.imshow(img, cmap="gray")
         return
     lim = lim or float(abs(img).max()) or 1.0
-    ax.imshow(img, cmap="bwr", vmin=-lim, vmax=lim)
+    ax.imshow(img, cmap=SIGNED_CMAP, vmin=-lim, vmax=lim)
 
 
 def shift_figure(
@@ -48,7 +49,7 @@ def shift_figure(
     axes[0, 0].set_ylabel("input", fontsize=7)
     for i, (label, pair, rel) in enumerate(rows, start=1):
         note = "" if rel is None or not math.isfinite(rel) else f"\nrel {rel:.1e}"
-        axes[i, 0].set_ylabel(label.replace("(", "\n(") + note, fontsize=6)
+        axes[i, 0].set_ylabel(display_name(label).replace("(", "\n(") + note, fontsize=6)
         for j in range(n):
             if pair is None:
                 axes[i, 2 * j].text(0.5, 0.5, "n/a", ha="center", va="center", fontsize=7)
@@ -57,7 +58,12 @@ def shift_figure(
             lim = max(float(a.sum(0).abs().max()), float(b.sum(0).abs().max())) or 1.0
             _show(axes[i, 2 * j], a, True, lim)
             _show(axes[i, 2 * j + 1], b, True, lim)
-    fig.suptitle(f"input invariance, shift: {shift} (left f1, right f2 of each pair)", fontsize=8)
+    fig.suptitle(
+        f"input invariance, shift: {shift} (left f1, right f2 of each pair)\n"
+        "red: positive, blue: negative, one symmetric colour scale per pair; rel: relative "
+        "difference of the maps",
+        fontsize=8,
+    )
     return save_figure(fig, path)
 
 

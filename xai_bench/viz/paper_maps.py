@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from xai_bench.viz.paper_data import ExperimentData
+from xai_bench.viz.style import display_name
 
 #: the sanity benchmark's first-image maps per method and stage, in its run folder
 MAPS_FILE = "sanity_maps.npz"
@@ -52,7 +53,9 @@ def strip_figure(
     ax.imshow(canvas, interpolation="nearest")
     ax.set_axis_off()
     for i, method in enumerate(methods):
-        ax.text(-pad, i * (h + pad) + h / 2, method, ha="right", va="center", fontsize=7)
+        ax.text(
+            -pad, i * (h + pad) + h / 2, display_name(method), ha="right", va="center", fontsize=7
+        )
     for j, title in enumerate((["image"] if image is not None else []) + list(stages)):
         x = j * (w + pad) + w / 2
         ax.text(x, -pad, title, ha="left", va="bottom", fontsize=7, rotation=30)

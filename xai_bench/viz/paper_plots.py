@@ -21,18 +21,26 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from xai_bench.utils.io import atomic_write
+from xai_bench.viz.formats import check_formats, current_formats
+from xai_bench.viz.style import display_name, fixed_color
 
 OURS, PAPER = "ours", "paper"
 PALETTE = "tab10"
 
 
 def colors(names: Sequence[str], palette: str = PALETTE) -> dict[str, Any]:
-    """A colour per name (``palette``; tab20 beyond 10 names), in the given order."""
+    """A colour per name, in the given order: a method config's fixed colour
+    (:data:`~xai_bench.viz.style.COLORS`, as in every figure of a run) for a name that is one
+    (``gradcam``, ``gradcam(layer=x)``), else ``palette`` (tab20 beyond 10 names)."""
     from matplotlib import colormaps
 
     unique = list(dict.fromkeys(names))
     cmap = colormaps[palette if len(unique) <= 10 else "tab20"]
-    return {name: cmap(i % cmap.N) for i, name in enumerate(unique)}
+    out: dict[str, Any] = {}
+    for i, name in enumerate(unique):
+        own = fixed_color(str(name))
+        out[name] = own if own is not None and own not in out.values() else cmap(i % cmap.N)
+    return out
 
 
 def panels(n: int, ncols: int | None = None, size: tuple[float, float] = (4.2, 3.2)) -> tuple[
@@ -123,7 +131,7 @@ def legend(fig: Figure, palette: Mapping[str, Any], paper: bool, kind: str = "li
         Line2D([], [], color=c, lw=2) if kind == "line" else Patch(color=c)
         for c in palette.values()
     ]
-    labels = [str(name) for name in palette]
+    labels = [display_name(str(name)) for name in palette]
     if paper and kind == "line":
         handles += [
             Line2D([], [], color="k", marker="o", ms=3),
@@ -136,6 +144,11 @@ def legend(fig: Figure, palette: Mapping[str, Any], paper: bool, kind: str = "li
     fig.legend(handles, labels, loc="outside right upper", fontsize=7)
 
 
-def save(fig: Figure, path: str | Path) -> Path:
-    """Save ``fig`` atomically as PNG."""
-    return atomic_write(Path(path), lambda p: fig.savefig(p, format="png", dpi=110))
+def save(fig: Figure, path: str | Path, formats: Sequence[str] | None = None) -> Path:
+    """Save ``fig`` atomically as PNG (and in the other ``formats`` beside it: ``None``, those of
+    the enclosing :func:`~xai_bench.viz.formats.figure_formats` block); return the first."""
+    path, written = Path(path), []
+    for fmt in check_formats(formats) if formats is not None else current_formats():
+        target = path.with_suffix(f".{fmt}")
+        written.append(atomic_write(target, lambda p, f=fmt: fig.savefig(p, format=f, dpi=110)))
+    return written[0]
