@@ -365,6 +365,7 @@ def test_default_keys_are_unchanged_and_finetuning_keys_differ(
     assert folder.name == OLD_DEFAULT_CHECKPOINT, "the default checkpoint key changed"
     assert set(OmegaConf.to_container(cfg.train)) - set(OLD_TRAIN) == {
         "init", "head_epochs", "head_lr", "backbone_lr", "accumulate_grad_batches", "precision",
+        "val_every",
     }  # fmt: skip
     same = Workspace(make_cfg("train.init=scratch", "train.accumulate_grad_batches=1"), tmp_path)
     assert same.checkpoint_dir == folder

@@ -161,8 +161,8 @@ def recipe_trainer_kwargs(recipe: Recipe, trainer_kwargs: Mapping[str, Any]) -> 
             training runs in ``32-true`` or ``bf16-mixed``).
     """
     out = {**trainer_kwargs, "accumulate_grad_batches": recipe.accumulate_grad_batches}
-    # val_every=0: no validation while fitting (fit_and_test validates once afterwards)
-    out["check_val_every_n_epoch"] = recipe.val_every or recipe.max_epochs + 1
+    if recipe.val_every != 1:  # 0: no validation while fitting (fit_and_test validates after)
+        out["check_val_every_n_epoch"] = recipe.val_every or recipe.max_epochs + 1
     if recipe.precision is not None:
         out["precision"] = recipe.precision
     accelerator = str(out.get("accelerator", "auto"))
